@@ -1,0 +1,226 @@
+#include <cachecar/route/key_builder.hpp>
+
+#include "text.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace cachecar::route {
+
+namespace {
+
+// Every field of the hashed input is written as "<length>:<bytes>", so a field
+// boundary can never be forged by the bytes of a neighbouring field.
+void put(std::string& out, std::string_view field) {
+    out += std::to_string(field.size());
+    out += ':';
+    out += field;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && text::to_lower(a) == text::to_lower(b);
+}
+
+// HEAD is answered from the GET entry, so both hash alike.
+std::string_view key_method(std::string_view method) { return method == "HEAD" ? std::string_view("GET") : method; }
+
+std::string field_spec(const template_part& f) {
+    switch (f.from) {
+        case source::path: return "path." + f.text;
+        case source::query: return "query." + f.text;
+        case source::header: return "header." + f.text;
+        case source::body: return "body";
+        case source::method: return "method";
+        case source::literal: break;
+    }
+    return "literal." + f.text;
+}
+
+// JSON bodies are keyed by their canonical form; anything else by its bytes. The
+// kind is part of the result so that neither can pose as the other.
+std::pair<std::string_view, std::string> body_digest(std::string_view body) {
+    if (auto canon = canonical_json(body)) return {"json", sha256_hex(*canon)};
+    return {"raw", sha256_hex(body)};
+}
+
+std::vector<std::string> query_values(const std::vector<std::pair<std::string, std::string>>& query,
+                                      std::string_view name) {
+    std::vector<std::string> values;
+    for (const auto& [n, v] : query)
+        if (n == name) values.push_back(v);  // already sorted by value
+    return values;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("SHA-256 failed");  // only on allocation failure inside OpenSSL
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(len * 2);
+    for (unsigned int i = 0; i < len; ++i) {
+        out.push_back(hex[digest[i] >> 4]);
+        out.push_back(hex[digest[i] & 0x0f]);
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_query(std::string_view query) {
+    std::vector<std::pair<std::string, std::string>> out;
+    while (!query.empty()) {
+        std::size_t amp = query.find('&');
+        std::string_view item = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        if (item.empty()) continue;
+        std::size_t eq = item.find('=');
+        std::string_view name = item.substr(0, eq);
+        std::string_view value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+        out.emplace_back(text::percent_decode(name, true), text::percent_decode(value, true));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::string credential_fingerprint(const compiled_route& route, const request_view& req) {
+    std::string input;
+    bool any = false;
+    for (const auto& name : route.credential_headers) {
+        // Every occurrence counts: "Cookie: a" and "Cookie: a" + "Cookie: b" are
+        // different credentials.
+        for (const auto& h : req.headers) {
+            if (!iequals(h.name, name)) continue;
+            put(input, name);
+            put(input, h.value);
+            any = true;
+        }
+    }
+    return any ? sha256_hex(input) : std::string();
+}
+
+std::string build_key(std::string_view key_namespace, const compiled_route& route, const request_view& req,
+                      std::string_view credential) {
+    std::string in;
+    put(in, "cachecar-key-v1");  // bump when the input format changes
+    put(in, key_namespace);
+    put(in, route.cfg.name);
+    put(in, key_method(req.method));
+
+    if (route.default_key) {
+        const auto query = parse_query(req.query);
+        put(in, "default");
+        put(in, req.path);
+        put(in, std::to_string(query.size()));
+        for (const auto& [name, value] : query) {
+            put(in, name);
+            put(in, value);
+        }
+    } else {
+        const auto query = parse_query(req.query);
+        for (const auto& f : route.key_fields) {
+            put(in, field_spec(f));
+            // "+" = present (then the value), "-" = absent: "?a=" and no `a` differ.
+            switch (f.from) {
+                case source::query: {
+                    auto values = query_values(query, f.text);
+                    if (values.empty()) {
+                        put(in, "-");
+                        break;
+                    }
+                    put(in, "+");
+                    put(in, std::to_string(values.size()));
+                    for (const auto& v : values) put(in, v);
+                    break;
+                }
+                case source::header:
+                case source::path: {
+                    auto v = f.from == source::header ? req.header(f.text) : req.param(f.text);
+                    if (!v) {
+                        put(in, "-");
+                        break;
+                    }
+                    put(in, "+");
+                    put(in, *v);
+                    break;
+                }
+                case source::body: {
+                    auto [kind, digest] = body_digest(req.body);
+                    put(in, "+");
+                    put(in, kind);
+                    put(in, digest);
+                    break;
+                }
+                case source::method:
+                    put(in, "+");
+                    put(in, key_method(req.method));
+                    break;
+                case source::literal:
+                    put(in, "+");
+                    put(in, f.text);
+                    break;
+            }
+        }
+    }
+
+    put(in, "credential");
+    put(in, credential);
+
+    std::string key;
+    key.reserve(key_namespace.size() + route.cfg.name.size() + 66);
+    key.append(key_namespace).append(":").append(route.cfg.name).append(":").append(sha256_hex(in));
+    return key;
+}
+
+std::vector<std::string> expand_categories(const std::vector<category_template>& templates, const request_view& req) {
+    // A category is one string per template, except that a query parameter given
+    // several times yields one category per value: the entry must be reachable by a
+    // purge naming any of them. Bounded so a hostile query cannot blow it up.
+    constexpr std::size_t max_per_template = 64;
+    std::vector<std::string> out;
+    std::optional<std::vector<std::pair<std::string, std::string>>> query;  // parsed on first use
+    std::optional<std::string> body_hash;
+
+    for (const auto& t : templates) {
+        std::vector<std::string> partial{std::string()};
+        for (const auto& p : t.parts) {
+            std::vector<std::string> values;
+            switch (p.from) {
+                case source::literal: values.push_back(p.text); break;
+                case source::query: {
+                    if (!query) query = parse_query(req.query);
+                    values = query_values(*query, p.text);
+                    break;
+                }
+                case source::header:
+                    if (auto v = req.header(p.text)) values.emplace_back(*v);
+                    break;
+                case source::path:
+                    if (auto v = req.param(p.text)) values.emplace_back(*v);
+                    break;
+                case source::body:
+                    if (!body_hash) body_hash = body_digest(req.body).second;
+                    values.push_back(*body_hash);
+                    break;
+                case source::method: values.emplace_back(key_method(req.method)); break;
+            }
+            if (values.empty()) values.emplace_back();  // absent expands to ""
+            std::vector<std::string> next;
+            for (const auto& prefix : partial) {
+                for (const auto& v : values) {
+                    if (next.size() == max_per_template) break;
+                    next.push_back(prefix + v);
+                }
+            }
+            partial = std::move(next);
+        }
+        for (auto& c : partial)
+            if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(std::move(c));
+    }
+    return out;
+}
+
+}  // namespace cachecar::route
