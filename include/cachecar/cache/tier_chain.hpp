@@ -1,0 +1,72 @@
+// The ordered tiers of a route: lookup walks them in the route's order, a hit in a
+// later tier fills the earlier ones, a store writes to all of them. A failing tier is
+// skipped and counted, never turned into an error for the client.
+#pragma once
+
+#include <cachecar/cache/generations.hpp>
+#include <cachecar/cache/memory/memory_tier.hpp>
+#include <cachecar/cache/tier.hpp>
+#include <cachecar/config/config.hpp>
+#include <cachecar/stats/metrics.hpp>
+
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cachecar::cache {
+
+class tier_chain {
+public:
+    // `background` runs the writes to slower tiers.
+    tier_chain(net::any_io_executor background, std::shared_ptr<memory_tier> memory,
+               std::shared_ptr<generation_store> generations, stats::registry& metrics);
+
+    // Installs (or, with null, removes) the tier for a kind; the memory tier is fixed.
+    void set_tier(config::tier_kind kind, std::shared_ptr<tier> t);
+    std::shared_ptr<tier> find(config::tier_kind kind) const;
+    memory_tier& memory() { return *memory_; }
+    generation_store& generations() { return *generations_; }
+
+    struct lookup_outcome {
+        entry_ptr fresh;                   // servable now
+        config::tier_kind from = config::tier_kind::memory;
+        entry_ptr expired;                 // past expires_at but retained and not purged (for stale serving)
+        config::tier_kind expired_from = config::tier_kind::memory;
+    };
+
+    // Walks `order`; entries whose category generations moved on (purged) are erased
+    // and ignored. A fresh hit in a later tier is copied into the earlier ones.
+    net::awaitable<lookup_outcome> lookup(const std::vector<config::tier_kind>& order, const std::string& key);
+
+    // Writes `e` to every tier in `order`. The memory tier is written before this
+    // returns; slower tiers in the background (bounded: beyond the bound the write is
+    // skipped and counted), so a store never delays a response.
+    void store(const std::vector<config::tier_kind>& order, const std::string& key, entry_ptr e);
+
+    // Drops everything in every tier (purge all); generations are the caller's job.
+    net::awaitable<void> clear_all();
+
+    // True iff every stamp still carries its category's current generation; a
+    // generation store failure counts as "not valid" (never serve what may be purged).
+    net::awaitable<bool> still_valid(const entry& e);
+
+private:
+    std::shared_ptr<tier> at(config::tier_kind kind) const;
+    stats::counter& op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome);
+
+    net::any_io_executor background_;
+    std::shared_ptr<memory_tier> memory_;
+    std::shared_ptr<generation_store> generations_;
+    local_generation_store* local_generations_;  // fast path when generations are in-process
+    stats::registry& metrics_;
+    mutable std::mutex tiers_mutex_;  // guards tiers_ (changed only at start-up and reload)
+    std::array<std::shared_ptr<tier>, 3> tiers_;
+    std::shared_ptr<std::atomic<int>> background_writes_ = std::make_shared<std::atomic<int>>(0);
+    static constexpr int max_background_writes = 1024;
+};
+
+}  // namespace cachecar::cache

@@ -1,0 +1,145 @@
+#include <cachecar/cache/tier_chain.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace cachecar::cache {
+
+namespace {
+std::size_t slot(config::tier_kind kind) { return static_cast<std::size_t>(kind); }
+}  // namespace
+
+tier_chain::tier_chain(net::any_io_executor background, std::shared_ptr<memory_tier> memory,
+                       std::shared_ptr<generation_store> generations, stats::registry& metrics)
+    : background_(std::move(background)),
+      memory_(std::move(memory)),
+      generations_(std::move(generations)),
+      local_generations_(dynamic_cast<local_generation_store*>(generations_.get())),
+      metrics_(metrics) {
+    tiers_[slot(config::tier_kind::memory)] = memory_;
+}
+
+void tier_chain::set_tier(config::tier_kind kind, std::shared_ptr<tier> t) {
+    if (kind == config::tier_kind::memory) return;
+    std::lock_guard lock(tiers_mutex_);
+    tiers_[slot(kind)] = std::move(t);
+}
+
+std::shared_ptr<tier> tier_chain::find(config::tier_kind kind) const { return at(kind); }
+
+std::shared_ptr<tier> tier_chain::at(config::tier_kind kind) const {
+    if (kind == config::tier_kind::memory) return memory_;
+    std::lock_guard lock(tiers_mutex_);
+    return tiers_[slot(kind)];
+}
+
+stats::counter& tier_chain::op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome) {
+    return metrics_.tier_op(config::to_string(kind), op, outcome);
+}
+
+net::awaitable<bool> tier_chain::still_valid(const entry& e) {
+    // In-process generations answer without suspending; this is the hit path.
+    if (local_generations_ != nullptr) co_return local_generations_->still_valid(e.stamps);
+    std::vector<std::string> categories;
+    categories.reserve(e.stamps.size());
+    for (const auto& s : e.stamps) categories.push_back(s.category);
+    auto current = co_await generations_->current(std::move(categories));
+    if (!current) co_return false;
+    for (std::size_t i = 0; i < e.stamps.size(); ++i) {
+        if ((*current)[i] != e.stamps[i].generation) co_return false;
+    }
+    co_return true;
+}
+
+net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<config::tier_kind>& order,
+                                                             const std::string& key) {
+    lookup_outcome out;
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        const auto kind = order[i];
+        entry_ptr found;
+        if (kind == config::tier_kind::memory) {
+            found = memory_->get(key, now);
+        } else {
+            auto t = at(kind);
+            if (!t || t->state() == tier_state::down) {
+                op_counter(kind, "lookup", "skipped")++;
+                continue;
+            }
+            auto r = co_await t->lookup(key);
+            if (!r) {
+                op_counter(kind, "lookup", "error")++;
+                continue;
+            }
+            found = *r;
+        }
+        if (!found) {
+            op_counter(kind, "lookup", "miss")++;
+            continue;
+        }
+        if (!co_await still_valid(*found)) {
+            // Purged: unreachable from now on; drop it so it stops costing space.
+            op_counter(kind, "lookup", "purged")++;
+            if (kind == config::tier_kind::memory) {
+                memory_->remove(key);
+            }
+            continue;
+        }
+        if (!found->fresh_at(now)) {
+            op_counter(kind, "lookup", "expired")++;
+            if (!out.expired) {
+                out.expired = found;
+                out.expired_from = kind;
+            }
+            continue;
+        }
+        op_counter(kind, "lookup", "hit")++;
+        out.fresh = found;
+        out.from = kind;
+        // Fill the faster tiers in front of the one that answered.
+        std::vector<config::tier_kind> above(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(i));
+        if (!above.empty()) store(above, key, found);
+        co_return out;
+    }
+    co_return out;
+}
+
+void tier_chain::store(const std::vector<config::tier_kind>& order, const std::string& key, entry_ptr e) {
+    for (auto kind : order) {
+        if (kind == config::tier_kind::memory) {
+            op_counter(kind, "store", memory_->put(key, e) ? "ok" : "too_large")++;
+            continue;
+        }
+        auto t = at(kind);
+        if (!t || t->state() == tier_state::down) {
+            op_counter(kind, "store", "skipped")++;
+            continue;
+        }
+        if (background_writes_->fetch_add(1) >= max_background_writes) {
+            background_writes_->fetch_sub(1);
+            op_counter(kind, "store", "dropped")++;
+            continue;
+        }
+        auto* ok = &op_counter(kind, "store", "ok");
+        auto* failed = &op_counter(kind, "store", "error");
+        net::co_spawn(
+            background_,
+            [t, key, e, ok, failed, pending = background_writes_]() -> net::awaitable<void> {
+                auto ec = co_await t->store(key, e);
+                (ec ? *failed : *ok)++;
+                pending->fetch_sub(1);
+            },
+            net::detached);
+    }
+}
+
+net::awaitable<void> tier_chain::clear_all() {
+    memory_->remove_all();
+    for (auto kind : {config::tier_kind::redis, config::tier_kind::mongo}) {
+        auto t = at(kind);
+        if (!t) continue;
+        auto ec = co_await t->clear();
+        op_counter(kind, "clear", ec ? "error" : "ok")++;
+    }
+}
+
+}  // namespace cachecar::cache
