@@ -1,0 +1,71 @@
+// Keep-alive connections to the backend.
+//
+// send() completes on the caller's executor. Every request has a deadline (the
+// configured upstream_timeout) covering connect, write and the whole response. Idle
+// connections are reused; a reused connection that turns out to be closed before any
+// response byte arrives is replaced by a fresh one, but only for idempotent methods:
+// a POST is never sent twice.
+#pragma once
+
+#include <cachecar/config/config.hpp>
+#include <cachecar/http/message.hpp>
+#include <cachecar/net.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+namespace cachecar::http {
+
+enum class upstream_error {
+    connect_failed = 1,  // resolve or connect failed: nothing was sent
+    timeout,             // the deadline passed
+    io_failed,           // the connection failed after the request was (partly) sent
+    bad_response,        // unparseable response or one over max_response_bytes
+    shutting_down,
+};
+const boost::system::error_category& upstream_category();
+error_code make_error_code(upstream_error e);
+
+struct upstream_options {
+    config::endpoint target;
+    config::duration timeout = std::chrono::seconds(30);
+    std::size_t max_response_bytes = 64u * 1024u * 1024u;
+    std::size_t max_idle_connections = 256;
+    // Idle connections older than this are dropped before use: backends close idle
+    // keep-alive connections (Node.js after 5 s), and a request sent on one then fails.
+    config::duration max_idle_age = std::chrono::seconds(4);
+};
+
+class upstream_pool {
+public:
+    upstream_pool(net::any_io_executor ex, upstream_options options);
+    ~upstream_pool();
+
+    // `req` is sent as given (the caller prepares headers). HEAD responses are read
+    // without a body.
+    net::awaitable<result<response>> send(request req);
+
+    void close_idle();
+    std::size_t idle_count() const;
+
+private:
+    std::unique_ptr<beast::tcp_stream> take_idle();
+    void give_back(std::unique_ptr<beast::tcp_stream> s);
+    net::awaitable<result<response>> exchange(beast::tcp_stream& s, const request& req,
+                                              std::chrono::steady_clock::time_point deadline, bool& got_bytes);
+
+    net::any_io_executor executor_;
+    upstream_options options_;
+    mutable std::mutex mutex_;
+    std::deque<std::pair<std::unique_ptr<beast::tcp_stream>, std::chrono::steady_clock::time_point>> idle_;
+};
+
+}  // namespace cachecar::http
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<cachecar::http::upstream_error> : std::true_type {};
+}  // namespace boost::system

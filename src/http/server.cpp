@@ -1,0 +1,270 @@
+#include <cachecar/http/server.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <boost/algorithm/string/predicate.hpp>
+
+namespace cachecar::http {
+
+namespace bh = beast::http;
+
+struct server::session {
+    explicit session(net::ip::tcp::socket sock) : stream(std::move(sock)) {}
+    beast::tcp_stream stream;
+    std::atomic<bool> busy{false};  // a request is being handled; drain lets it finish
+
+    // Closes the socket from the session's strand (streams are not thread-safe).
+    void close_soon(bool only_if_idle) {
+        net::post(stream.get_executor(), [this, only_if_idle, keep = weak] {
+            auto self = keep.lock();
+            if (!self || (only_if_idle && busy)) return;
+            error_code ignored;
+            stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+            stream.socket().close(ignored);
+        });
+    }
+    std::weak_ptr<session> weak;
+};
+
+namespace {
+
+// Checks framing rules Beast 1.81 does not enforce itself; the message is rejected
+// (400, connection closed) rather than risk a front/back disagreement on its length.
+bool acceptable_framing(const bh::request_parser<bh::string_body>& parser) {
+    const auto& h = parser.get();
+    const bool has_te = h.count(bh::field::transfer_encoding) > 0;
+    const auto cl_count = h.count(bh::field::content_length);
+    if (has_te && cl_count > 0) return false;
+    if (cl_count > 1) return false;
+    return true;
+}
+
+response make_error(unsigned status, std::string_view text, unsigned version) {
+    response res{static_cast<bh::status>(status), version};
+    res.set(bh::field::content_type, "text/plain; charset=utf-8");
+    res.set(bh::field::connection, "close");
+    res.body() = std::string(text) + "\n";
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+std::string status_line(unsigned status) {
+    std::string line = "HTTP/1.1 ";
+    line += std::to_string(status);
+    line += ' ';
+    auto reason = bh::obsolete_reason(static_cast<bh::status>(status));
+    line.append(reason.data(), reason.size());
+    line += "\r\n";
+    return line;
+}
+
+// Writes a cache hit from the stored entry: the head is built per request (Age and
+// X-Cache change), the body goes out straight from the shared entry.
+net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive) {
+    const auto& e = *r.hit;
+    std::string head = status_line(e.status);
+    for (const auto& h : e.headers) {
+        head += h.name;
+        head += ": ";
+        head += h.value;
+        head += "\r\n";
+    }
+    head += r.hit_headers;
+    if (e.status != 204 && e.status != 304) {
+        head += "Content-Length: ";
+        head += std::to_string(e.body.size());
+        head += "\r\n";
+    }
+    if (!keep_alive) head += "Connection: close\r\n";
+    head += "\r\n";
+    std::array<net::const_buffer, 2> buffers{net::buffer(head),
+                                             r.head_only ? net::const_buffer{} : net::buffer(e.body)};
+    error_code ec;
+    co_await net::async_write(stream, buffers, net::redirect_error(net::use_awaitable, ec));
+    co_return ec;
+}
+
+}  // namespace
+
+server::server(net::io_context& io, request_handler& handler, std::string name)
+    : io_(io), handler_(handler), name_(std::move(name)) {}
+
+server::~server() = default;
+
+void server::listen(const config::endpoint& where) {
+    net::ip::tcp::resolver resolver(io_);
+    auto results = resolver.resolve(where.host, std::to_string(where.port), net::ip::resolver_base::passive);
+    auto ep = results.begin()->endpoint();
+    acceptor_ = std::make_unique<net::ip::tcp::acceptor>(net::make_strand(io_));
+    acceptor_->open(ep.protocol());
+    acceptor_->set_option(net::socket_base::reuse_address(true));
+    acceptor_->bind(ep);
+    acceptor_->listen(net::socket_base::max_listen_connections);
+    net::co_spawn(acceptor_->get_executor(), accept_loop(), net::detached);
+}
+
+std::uint16_t server::port() const { return acceptor_ ? acceptor_->local_endpoint().port() : 0; }
+
+std::size_t server::active_connections() const { return active_.load(); }
+
+void server::begin_drain() {
+    draining_ = true;
+    if (acceptor_) {
+        net::post(acceptor_->get_executor(), [this] {
+            error_code ignored;
+            acceptor_->close(ignored);
+        });
+    }
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& w : sessions_) {
+        if (auto s = w.lock()) s->close_soon(true);
+    }
+}
+
+void server::close_all() {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& w : sessions_) {
+        if (auto s = w.lock()) s->close_soon(false);
+    }
+}
+
+net::awaitable<void> server::accept_loop() {
+    for (;;) {
+        error_code ec;
+        auto sock = co_await acceptor_->async_accept(net::make_strand(io_), net::redirect_error(net::use_awaitable, ec));
+        if (ec) {
+            if (ec == net::error::operation_aborted || draining_) co_return;
+            // EMFILE and friends: back off briefly instead of spinning.
+            spdlog::warn("{}: accept failed: {}", name_, ec.message());
+            net::steady_timer t(acceptor_->get_executor(), std::chrono::milliseconds(50));
+            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+            continue;
+        }
+        if (draining_) co_return;
+        const auto limits = handler_.limits();
+        if (active_.load() >= limits.max_connections) {
+            // Refuse cleanly: a short 503 the client can understand, then close.
+            handler_.on_rejected(503);
+            auto refused = std::make_shared<net::ip::tcp::socket>(std::move(sock));
+            static const std::string busy =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+            net::async_write(*refused, net::buffer(busy), [refused](error_code, std::size_t) {
+                error_code ignored;
+                refused->shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+            });
+            continue;
+        }
+        auto s = std::make_shared<session>(std::move(sock));
+        s->weak = s;
+        {
+            std::lock_guard lock(sessions_mutex_);
+            // Prune finished sessions as we go so the list stays the size of the live set.
+            sessions_.remove_if([](const std::weak_ptr<session>& w) { return w.expired(); });
+            sessions_.push_back(s);
+        }
+        ++active_;
+        net::co_spawn(s->stream.get_executor(), run_session(s), net::detached);
+    }
+}
+
+net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
+    struct active_guard {
+        std::atomic<std::size_t>& n;
+        ~active_guard() { --n; }
+    } guard{active_};
+
+    connection_info conn;
+    {
+        error_code ec;
+        auto ep = s->stream.socket().remote_endpoint(ec);
+        if (!ec) conn.client_address = ep.address().to_string();
+    }
+    beast::flat_buffer buffer;
+    for (;;) {
+        const auto limits = handler_.limits();
+        bh::request_parser<bh::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
+        parser.body_limit(limits.max_body_bytes);
+        buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
+
+        s->stream.expires_after(limits.client_idle_timeout);
+        error_code ec;
+        co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (ec) {
+            unsigned status = 0;
+            if (ec == bh::error::header_limit || ec == bh::error::buffer_overflow) {
+                status = 431;
+            } else if (ec == bh::error::body_limit) {
+                status = 413;  // a declared Content-Length over max_body_bytes
+            } else if (ec.category() == error_code(bh::error::bad_target).category() && ec != bh::error::end_of_stream &&
+                       ec != bh::error::partial_message) {
+                status = 400;
+            }
+            if (status != 0) {
+                handler_.on_rejected(status);
+                auto res = make_error(status,
+                                      status == 431   ? "Request Header Fields Too Large"
+                                      : status == 413 ? "Content Too Large"
+                                                      : "Bad Request",
+                                      11);
+                s->stream.expires_after(std::chrono::seconds(5));
+                co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
+            }
+            break;  // end of stream, timeout, reset, or rejected
+        }
+        s->busy = true;
+        if (!acceptable_framing(parser)) {
+            handler_.on_rejected(400);
+            auto res = make_error(400, "Bad Request: conflicting message framing", parser.get().version());
+            co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
+            break;
+        }
+        if (boost::algorithm::iequals(parser.get()[bh::field::expect], "100-continue")) {
+            static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+            co_await net::async_write(s->stream, net::buffer(cont), net::redirect_error(net::use_awaitable, ec));
+            if (ec) break;
+        }
+        if (!parser.is_done()) {
+            co_await bh::async_read(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec) {
+                if (ec == bh::error::body_limit) {
+                    handler_.on_rejected(413);
+                    auto res = make_error(413, "Content Too Large", parser.get().version());
+                    co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
+                } else if (ec.category() == error_code(bh::error::bad_target).category() &&
+                           ec != bh::error::end_of_stream && ec != bh::error::partial_message) {
+                    handler_.on_rejected(400);
+                    auto res = make_error(400, "Bad Request", parser.get().version());
+                    co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
+                }
+                break;
+            }
+        }
+
+        auto started = std::chrono::steady_clock::now();
+        request req = parser.release();
+        const bool client_keep_alive = req.keep_alive();
+        // Handling may wait on the upstream; its own deadline bounds that, so the
+        // client-side timer must not fire meanwhile.
+        s->stream.expires_never();
+        reply r = co_await handler_.handle(req, conn);
+        const bool keep = client_keep_alive && !r.close && !draining_;
+
+        s->stream.expires_after(limits.client_idle_timeout);
+        if (r.hit) {
+            ec = co_await write_hit(s->stream, r, keep);
+        } else {
+            r.message.keep_alive(keep);
+            co_await bh::async_write(s->stream, r.message, net::redirect_error(net::use_awaitable, ec));
+        }
+        handler_.on_complete(req, r, conn, std::chrono::steady_clock::now() - started);
+        s->busy = false;
+        if (ec || !keep) break;
+    }
+    error_code ignored;
+    s->stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    s->stream.socket().close(ignored);
+}
+
+}  // namespace cachecar::http
