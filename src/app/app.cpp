@@ -1,0 +1,209 @@
+#include <cachecar/app/app.hpp>
+
+#include <cachecar/cache/memory/memory_tier.hpp>
+#include <cachecar/cache/tier_chain.hpp>
+#include <cachecar/http/proxy.hpp>
+#include <cachecar/http/server.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <thread>
+
+namespace cachecar {
+
+namespace {
+
+http::upstream_options upstream_options_for(const config::config& cfg) {
+    http::upstream_options o;
+    o.target = cfg.server.upstream;
+    o.timeout = cfg.limits.upstream_timeout;
+    o.max_response_bytes = std::max(cfg.limits.max_body_bytes, cfg.limits.max_object_bytes);
+    return o;
+}
+
+bool same_upstream(const config::config& a, const config::config& b) {
+    return a.server.upstream.host == b.server.upstream.host && a.server.upstream.port == b.server.upstream.port &&
+           a.limits.upstream_timeout == b.limits.upstream_timeout &&
+           std::max(a.limits.max_body_bytes, a.limits.max_object_bytes) ==
+               std::max(b.limits.max_body_bytes, b.limits.max_object_bytes);
+}
+
+bool same_endpoint(const std::optional<config::endpoint>& a, const std::optional<config::endpoint>& b) {
+    if (a.has_value() != b.has_value()) return false;
+    return !a || (a->host == b->host && a->port == b->port);
+}
+
+}  // namespace
+
+struct app::impl {
+    explicit impl(config::config cfg)
+        : threads(cfg.server.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : cfg.server.threads),
+          io(static_cast<int>(threads)),
+          work(net::make_work_guard(io)),
+          memory(std::make_shared<cache::memory_tier>(cfg.tiers.memory.max_bytes)),
+          generations(std::make_shared<cache::local_generation_store>()),
+          tiers(io.get_executor(), memory, generations, metrics),
+          proxy(snapshots, tiers, metrics),
+          admin(snapshots, tiers, metrics,
+                admin::admin_hooks{[this] { return reload_from_file(); }, [this] { return gauges(); }}),
+          client_server(io, proxy, "proxy"),
+          admin_server(io, admin, "admin") {
+        auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
+        if (cfg.tiers.redis) spdlog::warn("tiers.redis is configured but this build has no Redis tier yet; routes skip it");
+        if (cfg.tiers.mongo) spdlog::warn("tiers.mongo is configured but this build has no MongoDB tier yet; routes skip it");
+        snapshots.store(std::make_shared<const http::snapshot>(std::move(cfg), metrics, std::move(pool)));
+    }
+
+    std::vector<stats::registry::gauge_sample> gauges() const {
+        return {
+            {"cachecar_connections", {{"listener", "proxy"}}, static_cast<double>(client_server.active_connections())},
+            {"cachecar_connections", {{"listener", "admin"}}, static_cast<double>(admin_server.active_connections())},
+            {"cachecar_fills_in_flight", {}, static_cast<double>(proxy.fills_in_flight())},
+            {"cachecar_threads", {}, static_cast<double>(threads)},
+        };
+    }
+
+    admin::reload_outcome reload_from_file() {
+        const auto file = snapshots.load()->cfg.source_file;
+        auto loaded = config::load_file(file);
+        if (!loaded.value) {
+            admin::reload_outcome out;
+            for (const auto& d : loaded.errors) out.errors.push_back(d.to_string());
+            metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+            spdlog::error("reload of {} rejected ({} problems); still serving the previous config", file,
+                          loaded.errors.size());
+            for (const auto& e : out.errors) spdlog::error("  {}", e);
+            return out;
+        }
+        return apply(std::move(*loaded.value));
+    }
+
+    admin::reload_outcome apply(config::config next) {
+        std::lock_guard lock(reload_mutex);
+        admin::reload_outcome out;
+        auto current = snapshots.load();
+        const auto& cur = current->cfg;
+        if (next.server.listen.host != cur.server.listen.host || next.server.listen.port != cur.server.listen.port) {
+            out.warnings.push_back("server.listen changed; takes effect after a restart");
+            next.server.listen = cur.server.listen;
+        }
+        if (!same_endpoint(next.server.admin_listen, cur.server.admin_listen)) {
+            out.warnings.push_back("server.admin_listen changed; takes effect after a restart");
+            next.server.admin_listen = cur.server.admin_listen;
+        }
+        if (next.server.threads != cur.server.threads) {
+            out.warnings.push_back("server.threads changed; takes effect after a restart");
+        }
+        if (next.server.key_namespace != cur.server.key_namespace) {
+            // Entries of the old namespace simply stop being found; nothing to migrate.
+            spdlog::info("namespace changed from {} to {}", cur.server.key_namespace, next.server.key_namespace);
+        }
+        if (next.tiers.memory.max_bytes != memory->max_bytes()) memory->resize(next.tiers.memory.max_bytes);
+        // Reuse the upstream pool (and its warm connections) unless its settings changed.
+        auto pool = same_upstream(cur, next)
+                        ? current->upstream
+                        : std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(next));
+        try {
+            snapshots.store(std::make_shared<const http::snapshot>(std::move(next), metrics, std::move(pool)));
+        } catch (const std::exception& e) {
+            out.errors.push_back(std::string("cannot compile routes: ") + e.what());
+            metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+            return out;
+        }
+        out.ok = true;
+        metrics.get("cachecar_reloads_total", {{"outcome", "ok"}})++;
+        spdlog::info("config reloaded from {}", snapshots.load()->cfg.source_file);
+        for (const auto& w : out.warnings) spdlog::warn("reload: {}", w);
+        return out;
+    }
+
+    // Expired entries are dropped lazily on lookup; this bounds how long unvisited
+    // ones hold memory.
+    net::awaitable<void> sweep_loop() {
+        net::steady_timer timer(co_await net::this_coro::executor);
+        for (;;) {
+            timer.expires_after(std::chrono::seconds(1));
+            error_code ec;
+            co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            if (ec || stopping) co_return;
+            memory->sweep(cache::clock::now(), 20000);
+        }
+    }
+
+    unsigned threads;
+    net::io_context io;
+    net::executor_work_guard<net::io_context::executor_type> work;
+    stats::registry metrics;
+    std::shared_ptr<cache::memory_tier> memory;
+    std::shared_ptr<cache::local_generation_store> generations;
+    cache::tier_chain tiers;
+    http::snapshot_holder snapshots;
+    http::proxy proxy;
+    admin::admin_api admin;
+    http::server client_server;
+    http::server admin_server;
+    std::vector<std::thread> io_threads;
+    std::mutex reload_mutex;
+    std::atomic<bool> stopping{false};
+    bool stopped = false;
+};
+
+app::app(config::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+
+app::~app() { stop(); }
+
+void app::start() {
+    auto snap = impl_->snapshots.load();
+    impl_->client_server.listen(snap->cfg.server.listen);
+    if (snap->cfg.server.admin_listen) impl_->admin_server.listen(*snap->cfg.server.admin_listen);
+    net::co_spawn(impl_->io, impl_->sweep_loop(), net::detached);
+    for (unsigned i = 0; i < impl_->threads; ++i) {
+        impl_->io_threads.emplace_back([this] { impl_->io.run(); });
+    }
+    spdlog::info("listening on {}:{} (upstream {}, admin {}), {} threads, namespace {}", snap->cfg.server.listen.host,
+                 port(), snap->cfg.server.upstream_url,
+                 snap->cfg.server.admin_listen
+                     ? snap->cfg.server.admin_listen->host + ":" + std::to_string(admin_port())
+                     : std::string("disabled"),
+                 impl_->threads, snap->cfg.server.key_namespace);
+}
+
+std::uint16_t app::port() const { return impl_->client_server.port(); }
+std::uint16_t app::admin_port() const { return impl_->admin_server.port(); }
+
+admin::reload_outcome app::reload() { return impl_->reload_from_file(); }
+admin::reload_outcome app::apply(config::config next) { return impl_->apply(std::move(next)); }
+
+stats::registry& app::metrics() { return impl_->metrics; }
+
+bool app::stop() {
+    if (impl_->stopped) return true;
+    impl_->stopped = true;
+    impl_->stopping = true;
+    const auto drain = impl_->snapshots.load()->cfg.limits.drain_timeout;
+    impl_->client_server.begin_drain();
+    impl_->admin_server.begin_drain();
+    const auto deadline = std::chrono::steady_clock::now() + drain;
+    bool drained = true;
+    while (impl_->client_server.active_connections() + impl_->admin_server.active_connections() > 0) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            drained = false;
+            spdlog::warn("drain timeout ({} ms) passed with {} connections open; closing them", drain.count(),
+                         impl_->client_server.active_connections());
+            impl_->client_server.close_all();
+            impl_->admin_server.close_all();
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    impl_->work.reset();
+    impl_->io.stop();
+    for (auto& t : impl_->io_threads) {
+        if (t.joinable()) t.join();
+    }
+    spdlog::info("stopped{}", drained ? "" : " (drain timed out)");
+    return drained;
+}
+
+}  // namespace cachecar
