@@ -1,0 +1,228 @@
+// The real binary: --check, --version, SIGTERM drain, SIGHUP reload.
+#include "support/http_client.hpp"
+#include "support/proxy_fixture.hpp"
+#include "support/test_origin.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace cachecar::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct run_result {
+    int exit_code = -1;
+    std::string output;  // stdout + stderr
+};
+
+// Runs the binary to completion, capturing its output.
+run_result run_binary(const std::vector<std::string>& args) {
+    std::string cmd = CACHECAR_BINARY;
+    for (const auto& a : args) cmd += " '" + a + "'";
+    cmd += " 2>&1";
+    run_result r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    while (auto n = std::fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
+    int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+// A running cachecar process; its stderr is read to learn the bound ports.
+class daemon_process {
+public:
+    explicit daemon_process(const std::string& config_file) {
+        int fds[2];
+        EXPECT_EQ(::pipe(fds), 0);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addclose(&actions, fds[0]);
+        std::string bin = CACHECAR_BINARY;
+        std::vector<char*> argv{bin.data(), const_cast<char*>("-c"), const_cast<char*>(config_file.c_str()), nullptr};
+        EXPECT_EQ(::posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ), 0);
+        posix_spawn_file_actions_destroy(&actions);
+        ::close(fds[1]);
+        err_ = fds[0];
+        std::regex listening(R"(listening on [^ ]+:(\d+) .*admin [^:]+:(\d+))");
+        std::smatch m;
+        EXPECT_TRUE(read_until([&] { return std::regex_search(log_, m, listening); }, 10s)) << log_;
+        if (!m.empty()) {
+            port = static_cast<std::uint16_t>(std::stoi(m[1]));
+            admin_port = static_cast<std::uint16_t>(std::stoi(m[2]));
+        }
+    }
+    ~daemon_process() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        ::close(err_);
+    }
+    void signal(int sig) { ::kill(pid_, sig); }
+    // Waits for exit; returns the exit code, or -1 on timeout / abnormal exit.
+    int wait_exit(std::chrono::milliseconds timeout) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                drain_output();
+                return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return -1;
+    }
+    bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
+        return read_until([&] { return log_.find(needle) != std::string::npos; }, timeout);
+    }
+    const std::string& log() const { return log_; }
+
+    std::uint16_t port = 0;
+    std::uint16_t admin_port = 0;
+
+private:
+    template <class Done>
+    bool read_until(Done done, std::chrono::milliseconds timeout) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!done()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
+            pollfd p{err_, POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+            char buf[4096];
+            auto n = ::read(err_, buf, sizeof buf);
+            if (n <= 0) return done();
+            log_.append(buf, static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+    void drain_output() {
+        read_until([] { return false; }, 100ms);
+    }
+
+    pid_t pid_ = -1;
+    int err_ = -1;
+    std::string log_;
+};
+
+class lifecycle_test : public ::testing::Test {
+protected:
+    void write_config(const std::string& extra_routes = {}, const std::string& limits = "  drain_timeout: 5s\n") {
+        std::ofstream(path_) << "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  upstream: http://127.0.0.1:"
+                             << origin_.port() << "\n  threads: 2\nlimits:\n"
+                             << limits
+                             << "routes:\n  - name: slow\n    match: GET /slow\n    tiers: [memory]\n    ttl: 5m\n"
+                             << extra_routes;
+    }
+    void TearDown() override { std::filesystem::remove(path_); }
+
+    std::string path_ =
+        (std::filesystem::temp_directory_path() / ("cachecar-life-" + std::to_string(::getpid()) + ".yaml")).string();
+    test_origin origin_;
+};
+
+TEST_F(lifecycle_test, VersionAndHelp) {
+    auto v = run_binary({"--version"});
+    EXPECT_EQ(v.exit_code, 0);
+    EXPECT_EQ(v.output.rfind("cachecar ", 0), 0u) << v.output;
+    auto h = run_binary({"--help"});
+    EXPECT_EQ(h.exit_code, 0);
+    EXPECT_NE(h.output.find("--check"), std::string::npos);
+    EXPECT_EQ(run_binary({"--bogus"}).exit_code, 2);
+}
+
+TEST_F(lifecycle_test, CheckAcceptsValidConfigsAndListsEveryProblem) {
+    write_config();
+    auto ok = run_binary({"--check", "-c", path_});
+    EXPECT_EQ(ok.exit_code, 0) << ok.output;
+
+    for (auto shipped : {"conf/cachecar.yaml", "conf/example-full.yaml"}) {
+        auto r = run_binary({"--check", "-c", std::string(CACHECAR_SOURCE_DIR) + "/" + shipped});
+        EXPECT_EQ(r.exit_code, 0) << shipped << ": " << r.output;
+    }
+
+    std::ofstream(path_) << "server:\n  listen: 127.0.0.1:0\n  colour: red\nroutes:\n  - name: a\n    match: GET /a\n"
+                            "    tiers: [memory, redis]\n    ttl: 5 minutes\ninvalidate:\n  - match: POST /a\n    purge: [nothing]\n";
+    auto bad = run_binary({"--check", "-c", path_});
+    EXPECT_EQ(bad.exit_code, 1);
+    // One line per problem, each "file:line:col: message", in file order.
+    std::vector<std::string> lines;
+    std::istringstream in(bad.output);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 4u) << bad.output;
+    EXPECT_EQ(lines[0].rfind(path_ + ":3:3: ", 0), 0u) << lines[0];
+    EXPECT_EQ(lines[1].rfind(path_ + ":7:", 0), 0u) << lines[1];
+    EXPECT_EQ(lines[2].rfind(path_ + ":8:", 0), 0u) << lines[2];
+    EXPECT_EQ(lines[3].rfind(path_ + ":11:", 0), 0u) << lines[3];
+}
+
+TEST_F(lifecycle_test, SigtermDrainsInFlightRequestsAndExitsZero) {
+    origin_.set_handler([](const origin_request&, std::size_t) { return origin_response{200, {}, "done", 800ms}; });
+    write_config();
+    daemon_process d(path_);
+    ASSERT_NE(d.port, 0);
+    client_response in_flight;
+    std::thread t([&] { in_flight = http_get(d.port, "/slow"); });
+    std::this_thread::sleep_for(200ms);  // the request is now waiting on the origin
+    d.signal(SIGTERM);
+    t.join();
+    EXPECT_EQ(in_flight.status, 200u);
+    EXPECT_EQ(in_flight.body, "done");
+    EXPECT_EQ(d.wait_exit(5s), 0) << d.log();
+    // Nothing listens any more.
+    EXPECT_EQ(http_get(d.port, "/slow").status, 0u);
+}
+
+TEST_F(lifecycle_test, DrainIsBoundedByDrainTimeout) {
+    origin_.set_handler([](const origin_request&, std::size_t) { return origin_response{200, {}, "late", 5000ms}; });
+    write_config({}, "  drain_timeout: 500ms\n  upstream_timeout: 10s\n");
+    daemon_process d(path_);
+    std::thread t([&] { http_get(d.port, "/slow"); });
+    std::this_thread::sleep_for(200ms);
+    auto started = std::chrono::steady_clock::now();
+    d.signal(SIGTERM);
+    EXPECT_EQ(d.wait_exit(4s), 0) << d.log();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+    t.join();
+}
+
+TEST_F(lifecycle_test, SighupReloadsAndKeepsOldConfigWhenNewOneIsBad) {
+    write_config();
+    daemon_process d(path_);
+    EXPECT_EQ(http_get(d.port, "/fresh").header("x-cache"), "");
+    write_config("  - name: fresh\n    match: GET /fresh\n    tiers: [memory]\n    ttl: 5m\n");
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_log("config reloaded", 5s)) << d.log();
+    EXPECT_EQ(http_get(d.port, "/fresh").header("x-cache"), "MISS");
+    EXPECT_EQ(http_get(d.port, "/fresh").header("x-cache"), "HIT");
+
+    std::ofstream(path_) << "server: [this is not a map\n";
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_log("rejected", 5s)) << d.log();
+    EXPECT_NE(d.log().find(path_ + ":"), std::string::npos);
+    EXPECT_EQ(http_get(d.port, "/fresh").header("x-cache"), "HIT");
+    d.signal(SIGTERM);
+    EXPECT_EQ(d.wait_exit(5s), 0);
+}
+
+}  // namespace
+}  // namespace cachecar::test

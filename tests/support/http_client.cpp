@@ -1,0 +1,148 @@
+#include "support/http_client.hpp"
+
+#include <cachecar/net.hpp>
+
+namespace cachecar::test {
+
+namespace bh = beast::http;
+
+namespace {
+
+client_response convert(bh::response<bh::string_body>& res) {
+    client_response out;
+    out.status = res.result_int();
+    for (const auto& f : res) {
+        std::string name(f.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        auto& slot = out.headers[name];
+        slot = slot.empty() ? std::string(f.value()) : slot + ", " + std::string(f.value());
+    }
+    out.body = std::move(res.body());
+    return out;
+}
+
+bh::request<bh::string_body> build(const std::string& method, const std::string& target, const header_list& headers,
+                                   const std::string& body) {
+    bh::request<bh::string_body> req;
+    req.method_string(method);
+    req.target(target);
+    req.version(11);
+    req.set(bh::field::host, "127.0.0.1");
+    for (const auto& [k, v] : headers) req.insert(k, v);
+    req.body() = body;
+    if (!body.empty() || method == "POST" || method == "PUT") req.prepare_payload();
+    return req;
+}
+
+}  // namespace
+
+struct http_session::impl {
+    net::io_context io;
+    beast::tcp_stream stream{io};
+    beast::flat_buffer buffer;
+    bool open = false;
+};
+
+http_session::http_session(std::uint16_t port) : impl_(std::make_unique<impl>()) {
+    error_code ec;
+    impl_->stream.expires_after(std::chrono::seconds(10));
+    impl_->stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+    impl_->open = !ec;
+}
+
+http_session::~http_session() = default;
+
+bool http_session::is_open() const { return impl_->open; }
+
+client_response http_session::request(const std::string& method, const std::string& target,
+                                      const header_list& headers, const std::string& body) {
+    if (!impl_->open) return {};
+    auto req = build(method, target, headers, body);
+    req.keep_alive(true);
+    client_response out;
+    // Run the exchange asynchronously so the stream's deadline applies.
+    net::co_spawn(
+        impl_->io,
+        [&]() -> net::awaitable<void> {
+            error_code ec;
+            impl_->stream.expires_after(std::chrono::seconds(10));
+            co_await bh::async_write(impl_->stream, req, net::redirect_error(net::use_awaitable, ec));
+            if (ec) {
+                impl_->open = false;
+                co_return;
+            }
+            bh::response_parser<bh::string_body> parser;
+            parser.body_limit(256u * 1024u * 1024u);
+            if (method == "HEAD") parser.skip(true);
+            co_await bh::async_read(impl_->stream, impl_->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec) {
+                impl_->open = false;
+                co_return;
+            }
+            auto res = parser.release();
+            if (!res.keep_alive()) impl_->open = false;
+            out = convert(res);
+        },
+        net::detached);
+    impl_->io.restart();
+    impl_->io.run();
+    return out;
+}
+
+client_response http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                             const header_list& headers, const std::string& body, std::chrono::milliseconds timeout) {
+    net::io_context io;
+    beast::tcp_stream stream(io);
+    auto req = build(method, target, headers, body);
+    req.keep_alive(false);
+    client_response out;
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+            error_code ec;
+            stream.expires_after(timeout);
+            co_await stream.async_connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                                          net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            co_await bh::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            beast::flat_buffer buffer;
+            bh::response_parser<bh::string_body> parser;
+            parser.body_limit(256u * 1024u * 1024u);
+            if (method == "HEAD") parser.skip(true);
+            co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            auto res = parser.release();
+            out = convert(res);
+        },
+        net::detached);
+    io.run();
+    return out;
+}
+
+std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout) {
+    net::io_context io;
+    beast::tcp_stream stream(io);
+    std::string received;
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+            error_code ec;
+            stream.expires_after(timeout);
+            co_await stream.async_connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                                          net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            co_await net::async_write(stream, net::buffer(bytes), net::redirect_error(net::use_awaitable, ec));
+            char chunk[4096];
+            for (;;) {
+                auto n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
+                received.append(chunk, n);
+                if (ec) co_return;
+            }
+        },
+        net::detached);
+    io.run();
+    return received;
+}
+
+}  // namespace cachecar::test

@@ -1,0 +1,53 @@
+// Blocking HTTP/1.1 client for tests (one connection per call unless a session is used).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cachecar::test {
+
+struct client_response {
+    unsigned status = 0;  // 0: no response (connection failed or closed)
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+    std::string header(const std::string& lower_name) const {
+        auto it = headers.find(lower_name);
+        return it == headers.end() ? std::string{} : it->second;
+    }
+};
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+client_response http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                             const header_list& headers = {}, const std::string& body = {},
+                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+inline client_response http_get(std::uint16_t port, const std::string& target, const header_list& headers = {}) {
+    return http_request(port, "GET", target, headers);
+}
+
+// Sends raw bytes and returns everything received until the peer closes (or timeout).
+std::string raw_exchange(std::uint16_t port, const std::string& bytes,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// A keep-alive connection for several requests.
+class http_session {
+public:
+    explicit http_session(std::uint16_t port);
+    ~http_session();
+    client_response request(const std::string& method, const std::string& target, const header_list& headers = {},
+                            const std::string& body = {});
+    bool is_open() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace cachecar::test
