@@ -110,10 +110,13 @@ std::string admin_api::stats_json() const {
             auto& r = routes[label("route")];
             if (!r.is_object()) r = json::object{};
             r.as_object()[label("result")] = s.value;
-        } else if (s.name == "cachecar_route_stores_total" || s.name == "cachecar_route_purges_total") {
+        } else if (s.name == "cachecar_route_stores_total" || s.name == "cachecar_route_purges_total" ||
+                   s.name == "cachecar_route_errors_total") {
             auto& r = routes[label("route")];
             if (!r.is_object()) r = json::object{};
-            r.as_object()[s.name == "cachecar_route_stores_total" ? "stores" : "purges"] = s.value;
+            r.as_object()[s.name == "cachecar_route_stores_total"   ? "stores"
+                          : s.name == "cachecar_route_purges_total" ? "purges"
+                                                                    : "errors"] = s.value;
         } else if (s.name == "cachecar_tier_ops_total") {
             auto& t = tiers[label("tier")];
             if (!t.is_object()) t = json::object{};

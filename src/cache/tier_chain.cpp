@@ -16,6 +16,16 @@ tier_chain::tier_chain(net::any_io_executor background, std::shared_ptr<memory_t
       local_generations_(dynamic_cast<local_generation_store*>(generations_.get())),
       metrics_(metrics) {
     tiers_[slot(config::tier_kind::memory)] = memory_;
+    static constexpr std::pair<std::string_view, std::string_view> known_ops[] = {
+        {"lookup", "hit"},  {"lookup", "miss"},      {"lookup", "expired"}, {"lookup", "purged"},
+        {"lookup", "error"}, {"lookup", "skipped"},  {"store", "ok"},       {"store", "too_large"},
+        {"store", "skipped"}, {"store", "dropped"},  {"store", "error"},    {"clear", "ok"},
+        {"clear", "error"}};
+    for (auto kind : {config::tier_kind::memory, config::tier_kind::redis, config::tier_kind::mongo}) {
+        for (const auto& [op, outcome] : known_ops) {
+            op_counters_.push_back({kind, op, outcome, &metrics_.tier_op(config::to_string(kind), op, outcome)});
+        }
+    }
 }
 
 void tier_chain::set_tier(config::tier_kind kind, std::shared_ptr<tier> t) {
@@ -33,6 +43,9 @@ std::shared_ptr<tier> tier_chain::at(config::tier_kind kind) const {
 }
 
 stats::counter& tier_chain::op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome) {
+    for (const auto& s : op_counters_) {
+        if (s.kind == kind && s.op == op && s.outcome == outcome) return *s.value;
+    }
     return metrics_.tier_op(config::to_string(kind), op, outcome);
 }
 

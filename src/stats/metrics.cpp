@@ -88,6 +88,8 @@ std::string_view help_for(std::string_view name) {
     if (name == "cachecar_tier_ops_total") return "Tier operations by tier, operation and outcome.";
     if (name == "cachecar_route_stores_total") return "Responses stored, by route.";
     if (name == "cachecar_route_purges_total") return "Category purges triggered, by route.";
+    if (name == "cachecar_route_errors_total") return "Requests answered with an error because the upstream failed, by route.";
+    if (name == "cachecar_stale_served_total") return "Expired entries served because the upstream failed (stale_if_error), by route.";
     if (name == "cachecar_upstream_errors_total") return "Upstream failures by kind (connect, timeout, read, status_5xx).";
     if (name == "cachecar_coalesced_total") return "Requests answered by another request's upstream fetch.";
     if (name == "cachecar_not_stored_total") return "Cacheable responses not stored, by reason.";
@@ -126,7 +128,7 @@ route_counters& registry::route(std::string_view route_name) {
     }
     rc->stores = &get("cachecar_route_stores_total", {{"route", std::string(route_name)}});
     rc->purges = &get("cachecar_route_purges_total", {{"route", std::string(route_name)}});
-    rc->errors = &get("cachecar_upstream_errors_total", {{"route", std::string(route_name)}, {"kind", "any"}});
+    rc->errors = &get("cachecar_route_errors_total", {{"route", std::string(route_name)}});
     std::lock_guard lock(mutex_);
     auto [it, inserted] = routes_.emplace(std::string(route_name), std::move(rc));
     return *it->second;

@@ -56,6 +56,7 @@ public:
 
 private:
     std::shared_ptr<tier> at(config::tier_kind kind) const;
+    // Resolved once in the constructor: the hit path must not build label strings.
     stats::counter& op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome);
 
     net::any_io_executor background_;
@@ -63,6 +64,13 @@ private:
     std::shared_ptr<generation_store> generations_;
     local_generation_store* local_generations_;  // fast path when generations are in-process
     stats::registry& metrics_;
+    struct op_slot {
+        config::tier_kind kind;
+        std::string_view op;
+        std::string_view outcome;
+        stats::counter* value;
+    };
+    std::vector<op_slot> op_counters_;
     mutable std::mutex tiers_mutex_;  // guards tiers_ (changed only at start-up and reload)
     std::array<std::shared_ptr<tier>, 3> tiers_;
     std::shared_ptr<std::atomic<int>> background_writes_ = std::make_shared<std::atomic<int>>(0);
