@@ -112,41 +112,54 @@ net::awaitable<result<response>> upstream_pool::exchange(beast::tcp_stream& s, c
     }
 }
 
+net::awaitable<upstream_pool::attempt_outcome> upstream_pool::attempt(beast::tcp_stream& stream, const request& req,
+                                                                     std::chrono::steady_clock::time_point deadline,
+                                                                     bool fresh) {
+    attempt_outcome out;
+    if (fresh) {
+        error_code ec;
+        net::ip::tcp::resolver resolver(stream.get_executor());
+        stream.expires_at(deadline);
+        auto endpoints = co_await resolver.async_resolve(options_.target.host, std::to_string(options_.target.port),
+                                                         net::redirect_error(net::use_awaitable, ec));
+        if (!ec) co_await stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+        if (ec) {
+            out.res = make_error_code(ec == beast::error::timeout ? upstream_error::timeout : upstream_error::connect_failed);
+            co_return out;
+        }
+        stream.socket().set_option(net::ip::tcp::no_delay(true), ec);
+    }
+    out.res = co_await exchange(stream, req, deadline, out.got_bytes);
+    if (out.res && out.res->keep_alive() && !out.res->need_eof()) {
+        stream.expires_never();
+        out.reusable = true;
+    }
+    co_return out;
+}
+
 net::awaitable<result<response>> upstream_pool::send(request req) {
     const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
     const bool idempotent = is_idempotent(req.method());
 
     // A pooled connection may have been closed by the backend while idle; for
     // idempotent requests one failure on a reused connection gets one fresh retry.
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    for (int attempt_no = 0; attempt_no < 2; ++attempt_no) {
         auto stream = take_idle();
         const bool reused = stream != nullptr;
-        if (!stream) {
-            stream = std::make_unique<beast::tcp_stream>(executor_);
-            error_code ec;
-            net::ip::tcp::resolver resolver(executor_);
-            stream->expires_at(deadline);
-            auto endpoints = co_await resolver.async_resolve(options_.target.host, std::to_string(options_.target.port),
-                                                             net::redirect_error(net::use_awaitable, ec));
-            if (!ec) co_await stream->async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-            if (ec) {
-                co_return make_error_code(ec == beast::error::timeout ? upstream_error::timeout
-                                                                      : upstream_error::connect_failed);
-            }
-            stream->socket().set_option(net::ip::tcp::no_delay(true), ec);
+        // Each connection lives on its own strand and is only ever used from it:
+        // Beast streams are not thread-safe, and pooled connections serve requests
+        // from many sessions (each on its own strand) over their lifetime.
+        if (!stream) stream = std::make_unique<beast::tcp_stream>(net::make_strand(executor_));
+        auto out = co_await net::co_spawn(stream->get_executor(), attempt(*stream, req, deadline, !reused),
+                                          net::use_awaitable);
+        if (out.res) {
+            if (out.reusable) give_back(std::move(stream));
+            co_return std::move(out.res);
         }
-        bool got_bytes = false;
-        auto res = co_await exchange(*stream, req, deadline, got_bytes);
-        if (res) {
-            if (res->keep_alive() && !res->need_eof()) {
-                stream->expires_never();
-                give_back(std::move(stream));
-            }
-            co_return res;
-        }
-        const bool retryable = reused && !got_bytes && idempotent && res.error() != make_error_code(upstream_error::timeout);
+        const auto err = out.res.error();
+        const bool retryable = reused && !out.got_bytes && idempotent && err != make_error_code(upstream_error::timeout);
         if (!retryable) {
-            if (res.error().category() == upstream_category()) co_return res.error();
+            if (err.category() == upstream_category()) co_return err;
             co_return make_error_code(upstream_error::io_failed);
         }
     }

@@ -41,6 +41,7 @@ public:
                                 Shareable shareable) {
         std::shared_ptr<flight> joined;
         std::shared_ptr<net::steady_timer> timer;
+        const auto ex = co_await net::this_coro::executor;
         {
             std::lock_guard lock(mutex_);
             auto it = flights_.find(key);
@@ -49,7 +50,7 @@ public:
                 flights_.emplace(key, joined);
             } else {
                 joined = it->second;
-                timer = std::make_shared<net::steady_timer>(co_await net::this_coro::executor);
+                timer = std::make_shared<net::steady_timer>(ex);
                 timer->expires_at(deadline);
                 std::lock_guard flight_lock(joined->mutex);
                 joined->waiters.push_back(timer);
@@ -76,7 +77,10 @@ public:
             co_return outcome{std::move(value), false};
         }
         // Timed out, leader failed to produce a shareable value: fetch independently.
-        co_return outcome{co_await fetch(), true};
+        // Bind the awaited value to a named local first: GCC 12 destroys a temporary
+        // produced by co_await inside a braced initializer one time too many.
+        value_ptr own = co_await fetch();
+        co_return outcome{std::move(own), true};
     }
 
     std::size_t in_flight() const {

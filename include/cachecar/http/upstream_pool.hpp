@@ -52,6 +52,14 @@ public:
     std::size_t idle_count() const;
 
 private:
+    struct attempt_outcome {
+        result<response> res = error_code{};
+        bool got_bytes = false;  // some response bytes arrived (so never retry)
+        bool reusable = false;   // the connection may go back to the pool
+    };
+    // One try on one connection; runs on that connection's strand.
+    net::awaitable<attempt_outcome> attempt(beast::tcp_stream& stream, const request& req,
+                                            std::chrono::steady_clock::time_point deadline, bool fresh);
     std::unique_ptr<beast::tcp_stream> take_idle();
     void give_back(std::unique_ptr<beast::tcp_stream> s);
     net::awaitable<result<response>> exchange(beast::tcp_stream& s, const request& req,
