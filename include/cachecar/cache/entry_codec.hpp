@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cachecar/cache/entry.hpp>
+#include <cachecar/net.hpp>
 
 #include <optional>
 #include <string>
@@ -31,6 +32,9 @@ enum class decode_error {
     malformed,        // counts or lengths overrun the value, or trailing garbage
 };
 std::string_view to_string(decode_error e);
+// decode_error as an error_code, so tiers can return it from lookup().
+const boost::system::error_category& decode_category();
+error_code make_error_code(decode_error e);
 
 struct decode_result {
     entry_ptr value;                     // set on success
@@ -39,3 +43,8 @@ struct decode_result {
 decode_result decode_entry(std::string_view bytes);
 
 }  // namespace cachecar::cache
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<cachecar::cache::decode_error> : std::true_type {};
+}  // namespace boost::system
