@@ -1,6 +1,8 @@
 #include <cachecar/app/app.hpp>
 
 #include <cachecar/cache/memory/memory_tier.hpp>
+#include <cachecar/cache/redis/redis_generations.hpp>
+#include <cachecar/cache/redis/redis_tier.hpp>
 #include <cachecar/cache/tier_chain.hpp>
 #include <cachecar/http/proxy.hpp>
 #include <cachecar/http/server.hpp>
@@ -29,6 +31,24 @@ bool same_upstream(const config::config& a, const config::config& b) {
                std::max(b.limits.max_body_bytes, b.limits.max_object_bytes);
 }
 
+// A Redis client for tiers.redis, not yet started; null when Redis is not configured.
+std::shared_ptr<cache::redis::redis_client> make_redis_client(const config::config& cfg, net::io_context& io,
+                                                             stats::registry& metrics) {
+    if (!cfg.tiers.redis) return nullptr;
+    auto options = cache::redis::parse_redis_url(cfg.tiers.redis->url);
+    if (!options) throw std::invalid_argument("tiers.redis.url: " + options.error);  // the loader checked it
+    options.value->timeout = cfg.tiers.redis->timeout;
+    options.value->pool = cfg.tiers.redis->pool;
+    cache::redis::redis_events events;
+    events.on_failure = [&metrics](std::string_view what) {
+        metrics.get("cachecar_tier_failures_total", {{"tier", "redis"}, {"kind", std::string(what)}})++;
+    };
+    events.on_state_change = [&metrics](bool up) {
+        metrics.get("cachecar_tier_state_changes_total", {{"tier", "redis"}, {"to", up ? "up" : "down"}})++;
+    };
+    return cache::redis::redis_client::create(io.get_executor(), std::move(*options.value), std::move(events));
+}
+
 bool same_endpoint(const std::optional<config::endpoint>& a, const std::optional<config::endpoint>& b) {
     if (a.has_value() != b.has_value()) return false;
     return !a || (a->host == b->host && a->port == b->port);
@@ -42,7 +62,14 @@ struct app::impl {
           io(static_cast<int>(threads)),
           work(net::make_work_guard(io)),
           memory(std::make_shared<cache::memory_tier>(cfg.tiers.memory.max_bytes)),
-          generations(std::make_shared<cache::local_generation_store>()),
+          redis(make_redis_client(cfg, io, metrics)),
+          redis_generations(redis ? std::make_shared<cache::redis::redis_generation_store>(
+                                        redis, cfg.server.key_namespace, metrics)
+                                  : nullptr),
+          // With Redis configured, purges are shared through it; otherwise they are
+          // this process's alone.
+          generations(redis_generations ? std::shared_ptr<cache::generation_store>(redis_generations)
+                                        : std::make_shared<cache::local_generation_store>()),
           tiers(io.get_executor(), memory, generations, metrics),
           proxy(snapshots, tiers, metrics),
           admin(snapshots, tiers, metrics,
@@ -50,7 +77,10 @@ struct app::impl {
           client_server(io, proxy, "proxy"),
           admin_server(io, admin, "admin") {
         auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
-        if (cfg.tiers.redis) spdlog::warn("tiers.redis is configured but this build has no Redis tier yet; routes skip it");
+        if (redis) {
+            tiers.set_tier(config::tier_kind::redis,
+                           std::make_shared<cache::redis::redis_tier>(redis, cfg.server.key_namespace, metrics));
+        }
         if (cfg.tiers.mongo) spdlog::warn("tiers.mongo is configured but this build has no MongoDB tier yet; routes skip it");
         snapshots.store(std::make_shared<const http::snapshot>(std::move(cfg), metrics, std::move(pool)));
     }
@@ -76,7 +106,12 @@ struct app::impl {
             for (const auto& e : out.errors) spdlog::error("  {}", e);
             return out;
         }
-        return apply(std::move(*loaded.value));
+        auto out = apply(std::move(*loaded.value));
+        if (!out.ok) {
+            spdlog::error("reload of {} rejected; still serving the previous config", file);
+            for (const auto& e : out.errors) spdlog::error("  {}", e);
+        }
+        return out;
     }
 
     admin::reload_outcome apply(config::config next) {
@@ -84,6 +119,22 @@ struct app::impl {
         admin::reload_outcome out;
         auto current = snapshots.load();
         const auto& cur = current->cfg;
+        const bool redis_same = next.tiers.redis.has_value() == cur.tiers.redis.has_value() &&
+                                (!next.tiers.redis || (next.tiers.redis->url == cur.tiers.redis->url &&
+                                                       next.tiers.redis->timeout == cur.tiers.redis->timeout &&
+                                                       next.tiers.redis->pool == cur.tiers.redis->pool));
+        if (!redis_same) {
+            // Routes may name a tier only if it is configured; keep serving the
+            // running tier set until a restart rather than half-apply it.
+            out.errors.push_back("tiers.redis changed; restart cachecar to apply tier changes");
+            metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+            return out;
+        }
+        if (next.server.key_namespace != cur.server.key_namespace && redis) {
+            out.errors.push_back("server.namespace changed while Redis is configured; restart cachecar to apply it");
+            metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+            return out;
+        }
         if (next.server.listen.host != cur.server.listen.host || next.server.listen.port != cur.server.listen.port) {
             out.warnings.push_back("server.listen changed; takes effect after a restart");
             next.server.listen = cur.server.listen;
@@ -136,7 +187,9 @@ struct app::impl {
     net::executor_work_guard<net::io_context::executor_type> work;
     stats::registry metrics;
     std::shared_ptr<cache::memory_tier> memory;
-    std::shared_ptr<cache::local_generation_store> generations;
+    std::shared_ptr<cache::redis::redis_client> redis;
+    std::shared_ptr<cache::redis::redis_generation_store> redis_generations;
+    std::shared_ptr<cache::generation_store> generations;
     cache::tier_chain tiers;
     http::snapshot_holder snapshots;
     http::proxy proxy;
@@ -158,6 +211,10 @@ void app::start() {
     impl_->client_server.listen(snap->cfg.server.listen);
     if (snap->cfg.server.admin_listen) impl_->admin_server.listen(*snap->cfg.server.admin_listen);
     net::co_spawn(impl_->io, impl_->sweep_loop(), net::detached);
+    if (impl_->redis) {
+        impl_->redis->start();
+        impl_->redis_generations->start(impl_->io.get_executor());
+    }
     for (unsigned i = 0; i < impl_->threads; ++i) {
         impl_->io_threads.emplace_back([this] { impl_->io.run(); });
     }
@@ -196,6 +253,10 @@ bool app::stop() {
             break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (impl_->redis) {
+        impl_->redis_generations->stop();
+        impl_->redis->stop();
     }
     impl_->work.reset();
     impl_->io.stop();

@@ -13,14 +13,13 @@ tier_chain::tier_chain(net::any_io_executor background, std::shared_ptr<memory_t
     : background_(std::move(background)),
       memory_(std::move(memory)),
       generations_(std::move(generations)),
-      local_generations_(dynamic_cast<local_generation_store*>(generations_.get())),
       metrics_(metrics) {
     tiers_[slot(config::tier_kind::memory)] = memory_;
     static constexpr std::pair<std::string_view, std::string_view> known_ops[] = {
         {"lookup", "hit"},  {"lookup", "miss"},      {"lookup", "expired"}, {"lookup", "purged"},
         {"lookup", "error"}, {"lookup", "skipped"},  {"store", "ok"},       {"store", "too_large"},
         {"store", "skipped"}, {"store", "dropped"},  {"store", "error"},    {"clear", "ok"},
-        {"clear", "error"}};
+        {"clear", "error"}, {"erase", "ok"},      {"erase", "error"}};
     for (auto kind : {config::tier_kind::memory, config::tier_kind::redis, config::tier_kind::mongo}) {
         for (const auto& [op, outcome] : known_ops) {
             op_counters_.push_back({kind, op, outcome, &metrics_.tier_op(config::to_string(kind), op, outcome)});
@@ -49,9 +48,11 @@ stats::counter& tier_chain::op_counter(config::tier_kind kind, std::string_view 
     return metrics_.tier_op(config::to_string(kind), op, outcome);
 }
 
-net::awaitable<bool> tier_chain::still_valid(const entry& e) {
-    // In-process generations answer without suspending; this is the hit path.
-    if (local_generations_ != nullptr) co_return local_generations_->still_valid(e.stamps);
+net::awaitable<bool> tier_chain::still_valid(const entry& e, bool from_memory) {
+    // The hit path: answered from what this process knows, without a round trip.
+    if (from_memory) {
+        if (auto known = generations_->validate_cached(e.stamps)) co_return *known;
+    }
     std::vector<std::string> categories;
     categories.reserve(e.stamps.size());
     for (const auto& s : e.stamps) categories.push_back(s.category);
@@ -89,11 +90,14 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
             op_counter(kind, "lookup", "miss")++;
             continue;
         }
-        if (!co_await still_valid(*found)) {
+        if (!co_await still_valid(*found, kind == config::tier_kind::memory)) {
             // Purged: unreachable from now on; drop it so it stops costing space.
             op_counter(kind, "lookup", "purged")++;
             if (kind == config::tier_kind::memory) {
                 memory_->remove(key);
+            } else if (auto t = at(kind)) {
+                auto ec = co_await t->erase(key);
+                op_counter(kind, "erase", ec ? "error" : "ok")++;
             }
             continue;
         }
@@ -135,7 +139,7 @@ void tier_chain::store(const std::vector<config::tier_kind>& order, const std::s
         auto* ok = &op_counter(kind, "store", "ok");
         auto* failed = &op_counter(kind, "store", "error");
         net::co_spawn(
-            background_,
+            net::make_strand(background_),
             [t, key, e, ok, failed, pending = background_writes_]() -> net::awaitable<void> {
                 auto ec = co_await t->store(key, e);
                 (ec ? *failed : *ok)++;

@@ -1,5 +1,6 @@
 // YAML -> validated config. The loader keeps going after a problem so that one
 // `cachecar --check` run lists every mistake in the file, each with its position.
+#include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/config/config.hpp>
 #include <cachecar/route/pattern.hpp>
 
@@ -468,8 +469,11 @@ private:
                     if (m.key == "url") {
                         auto url = scalar(m.value);
                         if (!url) continue;
-                        if (url->rfind("redis://", 0) != 0 || url->size() == 8)
-                            error(m.value, "bad Redis URL " + quoted(*url) + " (expected redis://host:port/db)");
+                        // The tier's own parser decides, so --check accepts exactly what runs.
+                        auto parsed_url = cache::redis::parse_redis_url(*url);
+                        if (!parsed_url)
+                            error(m.value, "bad Redis URL " + quoted(*url) + ": " + parsed_url.error +
+                                               " (expected redis://[user:pass@]host:port/db or unix:///path.sock)");
                         else
                             r.url = *url;
                     }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -28,6 +29,15 @@ public:
     // Increments each category's generation; returns the new values. A category
     // listed twice is incremented twice.
     virtual net::awaitable<result<std::vector<std::uint64_t>>> bump(std::vector<std::string> categories) = 0;
+
+    // The hit-path shortcut: whether `stamps` are current according to what this
+    // process already knows, without waiting. nullopt: not known locally, ask
+    // current(). Stores must only answer when their local view cannot be older than
+    // the purges this instance must honour (see SPEC: the purge window).
+    virtual std::optional<bool> validate_cached(const std::vector<category_stamp>& stamps) const {
+        (void)stamps;
+        return std::nullopt;
+    }
 };
 
 // Thread-safe in-process generations. Synchronous accessors are exposed because they
@@ -43,6 +53,9 @@ public:
 
     net::awaitable<result<std::vector<std::uint64_t>>> current(std::vector<std::string> categories) override;
     net::awaitable<result<std::vector<std::uint64_t>>> bump(std::vector<std::string> categories) override;
+    std::optional<bool> validate_cached(const std::vector<category_stamp>& stamps) const override {
+        return still_valid(stamps);
+    }
 
 private:
     struct string_hash {

@@ -52,7 +52,9 @@ public:
 
     // True iff every stamp still carries its category's current generation; a
     // generation store failure counts as "not valid" (never serve what may be purged).
-    net::awaitable<bool> still_valid(const entry& e);
+    // `from_memory`: the entry came from this process's memory tier, so the store's
+    // locally cached view may answer (shared tiers are always checked exactly).
+    net::awaitable<bool> still_valid(const entry& e, bool from_memory);
 
 private:
     std::shared_ptr<tier> at(config::tier_kind kind) const;
@@ -62,7 +64,6 @@ private:
     net::any_io_executor background_;
     std::shared_ptr<memory_tier> memory_;
     std::shared_ptr<generation_store> generations_;
-    local_generation_store* local_generations_;  // fast path when generations are in-process
     stats::registry& metrics_;
     struct op_slot {
         config::tier_kind kind;

@@ -397,7 +397,9 @@ TYPED_TEST_P(tier_conformance, concurrent_store_lookup_returns_whole_entries) {
     }
     std::vector<std::future<void>> done;
     for (int w = 0; w < workers; ++w) {
-        done.push_back(cachecar::net::co_spawn(this->io_, worker(w), cachecar::net::use_future));
+        // Each worker on its own strand, as sessions call tiers (tier.hpp contract).
+        done.push_back(cachecar::net::co_spawn(cachecar::net::make_strand(this->io_), worker(w),
+                                               cachecar::net::use_future));
     }
     bool all_finished = true;
     std::string error;

@@ -370,7 +370,8 @@ TEST(loader, tier_values) {
   mongo: { uri: "mongo://x", database: "a.b", timeout: 0ms }
 )"),
               (std::vector<std::string>{
-                  "t.yaml:2:17: tiers.redis.url: bad Redis URL \"http://r\" (expected redis://host:port/db)",
+                  "t.yaml:2:17: tiers.redis.url: bad Redis URL \"http://r\": redis URL must start with redis:// or unix:// "
+                  "(expected redis://[user:pass@]host:port/db or unix:///path.sock)",
                   "t.yaml:2:35: tiers.redis.pool: must be between 1 and 1024, got 0",
                   "t.yaml:3:17: tiers.mongo.uri: bad MongoDB URI \"mongo://x\" (expected mongodb://host:port)",
                   "t.yaml:3:40: tiers.mongo.database: bad database name \"a.b\"",
