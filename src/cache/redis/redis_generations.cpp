@@ -102,11 +102,6 @@ std::string redis_generation_store::encode_message(int db,
     return out;
 }
 
-void redis_generation_store::raise(const std::string& category, std::uint64_t generation) {
-    auto& slot = known_[category];
-    if (generation > slot) slot = generation;
-}
-
 void redis_generation_store::on_message(std::string_view payload) {
     metrics_.get("cachecar_purge_messages_total", {{"tier", "redis"}})++;
     auto line_end = payload.find('\n');
@@ -114,7 +109,6 @@ void redis_generation_store::on_message(std::string_view payload) {
     // Channels are global across Redis databases; only our database's purges count.
     if (payload.substr(0, line_end) != "db " + std::to_string(client_->options().db)) return;
     payload.remove_prefix(line_end + 1);
-    std::lock_guard lock(mutex_);
     while (!payload.empty()) {
         line_end = payload.find('\n');
         auto line = payload.substr(0, line_end);
@@ -124,7 +118,7 @@ void redis_generation_store::on_message(std::string_view payload) {
         std::uint64_t g = 0;
         auto [p, ec] = std::from_chars(line.data(), line.data() + space, g);
         if (ec != std::errc{}) continue;
-        raise(std::string(line.substr(space + 1)), g);
+        cache_.raise(std::string(line.substr(space + 1)), g);
     }
 }
 
@@ -139,10 +133,7 @@ void redis_generation_store::start(net::any_io_executor ex) {
             auto self = weak.lock();
             if (!self) return;
             // Either way the local copy may have missed messages: start it afresh.
-            {
-                std::lock_guard lock(self->mutex_);
-                self->known_.clear();
-            }
+            self->cache_.clear();
             self->subscribed_ = active;
             if (!active) self->metrics_.get("cachecar_purge_subscription_lost_total", {{"tier", "redis"}})++;
         });
@@ -151,42 +142,24 @@ void redis_generation_store::start(net::any_io_executor ex) {
 
 void redis_generation_store::stop() { stopped_ = true; }
 
-std::size_t redis_generation_store::pending_purges() const {
-    std::lock_guard lock(mutex_);
-    return pending_.size();
-}
+std::size_t redis_generation_store::pending_purges() const { return cache_.pending_count(); }
 
 std::optional<bool> redis_generation_store::validate_cached(const std::vector<category_stamp>& stamps) const {
     if (!subscribed_.load(std::memory_order_acquire)) return std::nullopt;
-    std::lock_guard lock(mutex_);
-    if (!pending_.empty()) return false;
-    for (const auto& s : stamps) {
-        auto it = known_.find(s.category);
-        if (it == known_.end()) return std::nullopt;
-        if (it->second > s.generation) return false;
-        if (it->second < s.generation) return std::nullopt;  // our copy is behind the entry: ask Redis
-    }
-    return true;
+    return cache_.validate(stamps);
 }
 
 net::awaitable<bool> redis_generation_store::flush_pending() {
-    std::vector<std::string> categories;
-    {
-        std::lock_guard lock(mutex_);
-        categories.assign(pending_.begin(), pending_.end());
-    }
+    const auto categories = cache_.pending();
     if (categories.empty()) co_return true;
     auto r = co_await run_script(bump_script, categories);
     if (!r) co_return false;
     std::vector<std::pair<std::string, std::uint64_t>> published;
-    {
-        std::lock_guard lock(mutex_);
-        for (std::size_t i = 0; i < categories.size(); ++i) {
-            raise(categories[i], (*r)[i]);
-            published.emplace_back(categories[i], (*r)[i]);
-            if (auto it = pending_.find(categories[i]); it != pending_.end()) pending_.erase(it);
-        }
+    for (std::size_t i = 0; i < categories.size(); ++i) {
+        cache_.raise(categories[i], (*r)[i]);
+        published.emplace_back(categories[i], (*r)[i]);
     }
+    cache_.settle(categories);
     (void)co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
     spdlog::info("redis: {} deferred purges applied", published.size());
     metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += published.size();
@@ -212,8 +185,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::curre
     if (!r) co_return r.error();
     std::vector<std::uint64_t> out = std::move(*r);
     if (subscribed_) {
-        std::lock_guard lock(mutex_);
-        for (std::size_t i = 0; i < categories.size(); ++i) raise(categories[i], out[i]);
+        for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], out[i]);
     }
     co_return out;
 }
@@ -223,24 +195,18 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(
     if (!r) {
         // Keep the purge: applied as soon as Redis answers; until then nothing is
         // served from cache by this instance (see current()).
-        {
-            std::lock_guard lock(mutex_);
-            for (const auto& c : categories) pending_.insert(c);
-        }
+        cache_.add_pending(categories);
         metrics_.get("cachecar_purges_total", {{"source", "write"}, {"outcome", "deferred"}}) += categories.size();
         spdlog::warn("redis: purge of {} categories deferred: {}", categories.size(), r.error().message());
         co_return r.error();
     }
     std::vector<std::uint64_t> out;
     std::vector<std::pair<std::string, std::uint64_t>> published;
-    {
-        std::lock_guard lock(mutex_);
-        for (std::size_t i = 0; i < categories.size(); ++i) {
-            auto g = (*r)[i];
-            out.push_back(g);
-            raise(categories[i], g);
-            published.emplace_back(categories[i], g);
-        }
+    for (std::size_t i = 0; i < categories.size(); ++i) {
+        auto g = (*r)[i];
+        out.push_back(g);
+        cache_.raise(categories[i], g);
+        published.emplace_back(categories[i], g);
     }
     auto p = co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
     if (!p) metrics_.get("cachecar_purge_publish_errors_total", {{"tier", "redis"}})++;

@@ -18,6 +18,7 @@
 // against Redis itself.
 #pragma once
 
+#include <cachecar/cache/generation_cache.hpp>
 #include <cachecar/cache/generations.hpp>
 #include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/stats/metrics.hpp>
@@ -53,7 +54,6 @@ public:
 
 private:
     std::string generation_key(const std::string& category) const;
-    void raise(const std::string& category, std::uint64_t generation);
     void on_message(std::string_view payload);
     net::awaitable<bool> flush_pending();
     net::awaitable<result<std::vector<std::uint64_t>>> run_script(std::string_view script,
@@ -65,9 +65,7 @@ private:
     stats::registry& metrics_;
     std::atomic<bool> subscribed_{false};
     std::atomic<bool> stopped_{false};
-    mutable std::mutex mutex_;
-    std::unordered_map<std::string, std::uint64_t> known_;  // highest generation seen per category
-    std::multiset<std::string> pending_;                    // purges Redis has not taken yet
+    generation_cache cache_;  // trusted only while subscribed_
 };
 
 }  // namespace cachecar::cache::redis
