@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/hits.sh — cache-hit throughput of cachecar against nginx proxy_cache,
-# both in front of the same nginx origin, measured in the same run (STYLE.md rule 10).
+# bench/hits.sh — cache-hit throughput of cachecar (memory tier and Redis tier) against
+# nginx proxy_cache, all in front of the same nginx origin, measured in the same run
+# (STYLE.md rule 10).
 #
 # Usage: bench/hits.sh [--build]
 #   env: DURATION=10 (seconds per wrk run)  ROUNDS=3  CONNECTIONS=64
@@ -22,7 +23,7 @@ BUILD=0
 for arg in "$@"; do
   case $arg in
     --build) BUILD=1 ;;
-    -h|--help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -75,6 +76,8 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(ngin
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 if ((${#need_pkgs[@]})); then
   [[ $EUID -eq 0 ]] || die "missing ${need_pkgs[*]}; run as root or install them"
   log "installing ${need_pkgs[*]}"
@@ -217,14 +220,52 @@ log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (pid $ORIGIN_PID)"
 
 origin_requests() { wc -l <"$WORK/origin/access.log"; }
 
+# ---------------------------------------------------------------- redis
+# A private redis-server for cachecar's Redis tier: no persistence, its own dir, pinned
+# to the server CPU (it does work on every Redis-tier hit, so it is part of the server side).
+free_port; REDIS_PORT=$FREE_PORT
+mkdir -p "$WORK/redis"
+taskset -c "$SERVER_CPU" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+  --save "" --appendonly no --dir "$WORK/redis" --logfile "$WORK/redis.log" \
+  >/dev/null 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+for _ in $(seq 100); do
+  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited during start-up"
+  [[ $(rcli PING 2>/dev/null) == PONG ]] && break
+  sleep 0.1
+done
+[[ $(rcli PING 2>/dev/null) == PONG ]] || die "redis-server did not answer PING on 127.0.0.1:$REDIS_PORT within 10 s"
+log "redis: 127.0.0.1:$REDIS_PORT (pid $REDIS_PID, CPU $SERVER_CPU)"
+
 # ---------------------------------------------------------------- cachecar
-free_port; CC_PORT=$FREE_PORT
-free_port; CC_ADMIN_PORT=$FREE_PORT
-cat >"$WORK/cachecar.yaml" <<EOF
+# Two instances: "cachecar-memory" has only the memory tier (exactly the configuration
+# this benchmark measured before Redis existed), "cachecar-redis" serves its route from
+# Redis only. Separate processes keep the memory case free of anything Redis brings
+# (connections, purge subscription, timers) and give each case its own CPU accounting.
+# start_cachecar NAME: writes $WORK/NAME.yaml from stdin, starts it; sets STARTED_PID,
+# STARTED_PORT.
+start_cachecar() {
+  local name=$1 port admin
+  free_port; port=$FREE_PORT
+  free_port; admin=$FREE_PORT
+  sed -e "s|@PORT@|$port|; s|@ADMIN@|$admin|" >"$WORK/$name.yaml"
+  "$CACHECAR_BIN" --check -c "$WORK/$name.yaml" >&2 || die "cachecar rejected $WORK/$name.yaml"
+  # stdout carries one access-log line per request: discard it (see README).
+  taskset -c "$SERVER_CPU" "$CACHECAR_BIN" -c "$WORK/$name.yaml" >/dev/null 2>"$WORK/$name.log" &
+  STARTED_PID=$!
+  STARTED_PORT=$port
+  PIDS+=("$STARTED_PID")
+  wait_http "http://127.0.0.1:$admin/health" "$STARTED_PID" "$name"
+  log "$name: 127.0.0.1:$port admin :$admin (pid $STARTED_PID, CPU $SERVER_CPU)"
+}
+
+start_cachecar cachecar-memory <<EOF
 server:
-  listen: 127.0.0.1:$CC_PORT
+  listen: 127.0.0.1:@PORT@
   upstream: http://127.0.0.1:$ORIGIN_PORT
-  admin_listen: 127.0.0.1:$CC_ADMIN_PORT
+  admin_listen: 127.0.0.1:@ADMIN@
   namespace: bench
   threads: 1
 tiers:
@@ -235,13 +276,27 @@ routes:
     tiers: [memory]
     ttl: 1h
 EOF
-"$CACHECAR_BIN" --check -c "$WORK/cachecar.yaml" >&2 || die "cachecar rejected $WORK/cachecar.yaml"
-# stdout carries one access-log line per request: discard it (see README).
-taskset -c "$SERVER_CPU" "$CACHECAR_BIN" -c "$WORK/cachecar.yaml" >/dev/null 2>"$WORK/cachecar.log" &
-CC_PID=$!
-PIDS+=("$CC_PID")
-wait_http "http://127.0.0.1:$CC_ADMIN_PORT/health" "$CC_PID" cachecar
-log "cachecar: 127.0.0.1:$CC_PORT admin :$CC_ADMIN_PORT (pid $CC_PID, CPU $SERVER_CPU)"
+CC_PID=$STARTED_PID; CC_PORT=$STARTED_PORT
+
+REDIS_TIMEOUT=50ms
+REDIS_POOL=8
+start_cachecar cachecar-redis <<EOF
+server:
+  listen: 127.0.0.1:@PORT@
+  upstream: http://127.0.0.1:$ORIGIN_PORT
+  admin_listen: 127.0.0.1:@ADMIN@
+  namespace: bench-redis
+  threads: 1
+tiers:
+  memory: { max_bytes: 64MiB }
+  redis: { url: redis://127.0.0.1:$REDIS_PORT/0, timeout: $REDIS_TIMEOUT, pool: $REDIS_POOL }
+routes:
+  - name: videos
+    match: GET $PATH_UNDER_TEST
+    tiers: [redis]
+    ttl: 1h
+EOF
+CR_PID=$STARTED_PID; CR_PORT=$STARTED_PORT
 
 # ---------------------------------------------------------------- nginx proxy_cache
 free_port; NX_PORT=$FREE_PORT
@@ -278,30 +333,62 @@ wait_http "http://127.0.0.1:$NX_PORT/" "$NX_PID" "nginx proxy_cache"
 log "nginx proxy_cache: 127.0.0.1:$NX_PORT (pid $NX_PID, CPU $SERVER_CPU)"
 
 # ---------------------------------------------------------------- warm + verify
-NAMES=(cachecar nginx)
-declare -A URL=([cachecar]="http://127.0.0.1:$CC_PORT$PATH_UNDER_TEST"
+# Measured in this order in every round.
+NAMES=(cachecar-memory cachecar-redis nginx)
+declare -A LABEL=([cachecar-memory]="cachecar (memory tier)" [cachecar-redis]="cachecar (redis tier)"
+                  [nginx]="nginx proxy_cache")
+declare -A URL=([cachecar-memory]="http://127.0.0.1:$CC_PORT$PATH_UNDER_TEST"
+                [cachecar-redis]="http://127.0.0.1:$CR_PORT$PATH_UNDER_TEST"
                 [nginx]="http://127.0.0.1:$NX_PORT$PATH_UNDER_TEST")
-declare -A PID_OF=([cachecar]=$CC_PID [nginx]=$NX_PID)
-declare -A HIT_HEADER=([cachecar]=x-cache [nginx]=x-cache-status)
+declare -A PID_OF=([cachecar-memory]=$CC_PID [cachecar-redis]=$CR_PID [nginx]=$NX_PID)
+declare -A HIT_HEADER=([cachecar-memory]=x-cache [cachecar-redis]=x-cache [nginx]=x-cache-status)
+# The tier that must answer (X-Cache-Tier); empty: not checked.
+declare -A WANT_TIER=([cachecar-memory]=memory [cachecar-redis]=redis [nginx]="")
 declare -A RESP_BYTES=()
+
+# header_value FILE NAME: value of header NAME (lower case) in a curl -D dump.
+header_value() {
+  tr -d '\r' <"$1" | awk -F': *' -v h="$2" 'tolower($1)==h {print $2}'
+}
 
 # verify_hit NAME: one request must be a 200 HIT carrying the origin body.
 verify_hit() {
   local name=$1 hdr=$WORK/$1.headers body=$WORK/$1.body code value size
   kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name (pid ${PID_OF[$name]}) is not running"
+  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server (pid $REDIS_PID) is not running"
   code=$(curl -s --max-time 5 -D "$hdr" -o "$body" -w '%{http_code} %{size_header}' "${URL[$name]}") ||
     die "$name: curl ${URL[$name]} failed"
   size=${code#* }
   code=${code%% *}
   [[ $code == 200 ]] || die "$name: status $code, wanted 200 ($(tr -d '\r' <"$hdr" | tr '\n' '|'))"
-  value=$(tr -d '\r' <"$hdr" | awk -F': *' -v h="${HIT_HEADER[$name]}" 'tolower($1)==h {print $2}')
-  [[ $value == HIT ]] || die "$name: ${HIT_HEADER[$name]}='$value', wanted HIT"
+  value=$(header_value "$hdr" "${HIT_HEADER[$name]}")
+  [[ $value == HIT ]] || die "$name: ${HIT_HEADER[$name]}='$value', wanted HIT ($(tr -d '\r' <"$hdr" | tr '\n' '|'))"
+  if [[ -n ${WANT_TIER[$name]} ]]; then
+    value=$(header_value "$hdr" x-cache-tier)
+    [[ $value == "${WANT_TIER[$name]}" ]] ||
+      die "$name: X-Cache-Tier='$value', wanted ${WANT_TIER[$name]} ($(tr -d '\r' <"$hdr" | tr '\n' '|'))"
+  fi
   cmp -s "$body" <(printf '%s' "$BODY") || die "$name: body differs from the origin's"
   RESP_BYTES[$name]=$((size + BODY_BYTES))
 }
 
 for name in "${NAMES[@]}"; do
   curl -s -o /dev/null --max-time 5 "${URL[$name]}" || die "$name: warm-up request failed"
+  if [[ $name == cachecar-redis ]]; then
+    # The store to Redis runs in the background after the miss response: poll until a
+    # response comes from Redis (bounded).
+    tier=""
+    for try in $(seq 50); do
+      curl -s -o /dev/null --max-time 5 -D "$WORK/warm.headers" "${URL[$name]}" ||
+        die "$name: warm-up request failed"
+      tier=$(header_value "$WORK/warm.headers" x-cache-tier)
+      [[ $tier == redis ]] && break
+      sleep 0.1
+    done
+    [[ $tier == redis ]] ||
+      die "$name: no response from the redis tier after 50 tries ($(tr -d '\r' <"$WORK/warm.headers" | tr '\n' '|'))"
+    log "$name: first X-Cache-Tier: redis after $try poll(s)"
+  fi
   verify_hit "$name"
   log "$name: warm, 200 HIT (${RESP_BYTES[$name]} bytes per response)"
 done
@@ -335,16 +422,30 @@ to_ms() {
 # server_ticks NAME: CPU time (utime+stime, clock ticks) used so far by the processes
 # that serve requests: cachecar (all threads), nginx's workers.
 CLK_TCK=$(getconf CLK_TCK)
-server_ticks() {
-  local pids=${PID_OF[$1]}
-  [[ $1 == nginx ]] && pids=$(pgrep -P "${PID_OF[$1]}" -f 'worker process' | xargs)
+# For the Redis case that includes redis-server, which does part of the work of every hit.
+proc_ticks() {
   local p total=0
-  for p in $pids; do
+  for p in "$@"; do
     # Fields after the ")" that ends comm: utime and stime are the 12th and 13th.
     total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
   done
   echo "$total"
 }
+server_ticks() {
+  case $1 in
+    nginx) proc_ticks $(pgrep -P "${PID_OF[$1]}" -f 'worker process') ;;
+    cachecar-redis) proc_ticks "${PID_OF[$1]}" "$REDIS_PID" ;;
+    *) proc_ticks "${PID_OF[$1]}" ;;
+  esac
+}
+
+# redis_calls: "command calls" per command from INFO commandstats (commands that a Lua
+# script runs count too). redis-cli's own INFO is left out by the caller.
+redis_calls() {
+  rcli INFO commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_/ {sub(/^cmdstat_/, "", $1); print $1, $3}'
+}
+: >"$WORK/redis-calls.txt"  # per Redis-case run: "command calls" deltas
+REDIS_REQS=0 REDIS_TICKS=0 REDIS_CASE_TICKS=0
 
 declare -A RPS=() P50=() P99=() EFF=()
 for name in "${NAMES[@]}"; do RPS[$name]=""; P50[$name]=""; P99[$name]=""; EFF[$name]=""; done
@@ -353,10 +454,18 @@ for round in $(seq "$ROUNDS"); do
   for name in "${NAMES[@]}"; do
     out=$WORK/wrk-$name-$round.txt
     log "round $round/$ROUNDS: $name (${DURATION}s, $CONNECTIONS connections)"
+    origin0=$(origin_requests)
+    if [[ $name == cachecar-redis ]]; then
+      calls0=$(redis_calls); rticks0=$(proc_ticks "$REDIS_PID")
+    fi
     ticks0=$(server_ticks "$name")
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${URL[$name]}" >"$out" 2>&1 ||
       { cat "$out" >&2; die "$name: wrk failed"; }
     ticks1=$(server_ticks "$name" 2>/dev/null || echo 0)
+    if [[ $name == cachecar-redis ]]; then
+      rticks1=$(proc_ticks "$REDIS_PID" 2>/dev/null || echo 0)
+      calls1=$(redis_calls 2>/dev/null || true)
+    fi
     if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
       cat "$out" >&2
       status=0
@@ -380,7 +489,18 @@ for round in $(seq "$ROUNDS"); do
     eff=$(awk -v n="$nreq" -v c="$cpu_s" 'BEGIN {printf "%.0f", (c > 0 ? n / c : 0)}')
     RPS[$name]+="$rps "; P50[$name]+="$p50 "; P99[$name]+="$p99 "; EFF[$name]+="$eff "
     log "  $rps req/s, p50 ${p50} ms, p99 ${p99} ms, server CPU ${cpu_s} s, $eff req per CPU-s"
+    if [[ $name == cachecar-redis ]]; then
+      REDIS_REQS=$((REDIS_REQS + nreq))
+      REDIS_TICKS=$((REDIS_TICKS + rticks1 - rticks0))
+      REDIS_CASE_TICKS=$((REDIS_CASE_TICKS + ticks1 - ticks0))
+      awk 'NR == FNR {b[$1] = $2; next} $1 != "info" && $2 - b[$1] > 0 {print $1, $2 - b[$1]}' \
+        <(echo "$calls0") <(echo "$calls1") >>"$WORK/redis-calls.txt"
+      log "  redis-server CPU $(awk -v t=$((rticks1 - rticks0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}') s of that"
+    fi
     verify_hit "$name"
+    # Every wrk request and the check above must have been a hit.
+    n=$(($(origin_requests) - origin0))
+    ((n == 0)) || die "$name: the origin received $n request(s) during round $round: not all hits"
   done
 done
 
@@ -411,35 +531,48 @@ for name in "${NAMES[@]}"; do
   M_P99[$name]=$(median "${P99[$name]}")
   M_EFF[$name]=$(median "${EFF[$name]}")
 done
-ratio=$(awk -v a="${M_RPS[cachecar]}" -v b="${M_RPS[nginx]}" 'BEGIN { printf "%.2f", a / b }')
-eff_ratio=$(awk -v a="${M_EFF[cachecar]}" -v b="${M_EFF[nginx]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-# Ratio of each round's pair (cachecar run, then the nginx run right after it):
-# less sensitive to drift in machine speed over the whole run than the ratio of medians.
-round_ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS[cachecar]}" | grep -v '^$') \
-                           <(tr ' ' '\n' <<<"${RPS[nginx]}" | grep -v '^$') |
-  awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2}')
+# ratio_row A B: a Markdown table row comparing server A with server B.
+ratio_row() {
+  local a=$1 b=$2 rr
+  # Ratio of each round's pair (the runs of one round are back to back): less sensitive
+  # to drift in machine speed over the whole run than the ratio of medians.
+  rr=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS[$a]}" | grep -v '^$') \
+                   <(tr ' ' '\n' <<<"${RPS[$b]}" | grep -v '^$') |
+    awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2}')
+  printf '| %s / %s | **%s** | %s | %s | %s |\n' "${LABEL[$a]}" "${LABEL[$b]}" \
+    "$(awk -v x="${M_RPS[$a]}" -v y="${M_RPS[$b]}" 'BEGIN { printf "%.2f", x / y }')" \
+    "${rr// /, }" "$(median "$rr")" \
+    "$(awk -v x="${M_EFF[$a]}" -v y="${M_EFF[$b]}" 'BEGIN { printf "%.2f", (y > 0 ? x / y : 0) }')"
+}
+# Redis commands per Redis-tier hit, e.g. "get 1.00, evalsha 1.00".
+redis_per_hit=$(awk -v n="$REDIS_REQS" '{c[$1] += $2} END { for (k in c) printf "%s %.2f\n", k, (n > 0 ? c[k] / n : 0) }' \
+  "$WORK/redis-calls.txt" | sort -k2,2gr -k1,1 | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
+redis_share=$(awk -v r="$REDIS_TICKS" -v t="$REDIS_CASE_TICKS" 'BEGIN { printf "%.0f", (t > 0 ? 100 * r / t : 0) }')
 
 {
   echo "# cachecar cache-hit benchmark — $(date '+%Y-%m-%d %H:%M:%S %Z')"
   echo
-  echo "Both servers answer \`GET $PATH_UNDER_TEST\` from cache (a fixed ${BODY_BYTES}-byte JSON"
-  echo "body from an nginx origin); every measured request was a 200 HIT (origin requests"
-  echo "during the runs: $origin_during). Server pinned to CPU $SERVER_CPU, wrk to CPU $CLIENT_CPU."
+  echo "All three servers answer \`GET $PATH_UNDER_TEST\` from cache (a fixed ${BODY_BYTES}-byte JSON"
+  echo "body from an nginx origin); every measured request was a 200 HIT from the expected tier"
+  echo "(origin requests during the runs: $origin_during). Servers and redis-server pinned to"
+  echo "CPU $SERVER_CPU, wrk to CPU $CLIENT_CPU."
   echo
   echo "| server | req/s (median) | p50 ms | p99 ms | req per server CPU-s | req/s per round | bytes/response |"
   echo "|---|---:|---:|---:|---:|---|---:|"
   for name in "${NAMES[@]}"; do
-    label=$name
-    [[ $name == nginx ]] && label="nginx proxy_cache"
-    [[ $name == cachecar ]] && label="cachecar (memory tier)"
-    printf '| %s | %s | %s | %s | %.0f | %s | %s |\n' "$label" "${M_RPS[$name]}" "${M_P50[$name]}" \
+    printf '| %s | %s | %s | %s | %.0f | %s | %s |\n' "${LABEL[$name]}" "${M_RPS[$name]}" "${M_P50[$name]}" \
       "${M_P99[$name]}" "${M_EFF[$name]}" "$(echo "${RPS[$name]}" | xargs | sed 's/ /, /g')" "${RESP_BYTES[$name]}"
   done
   echo
-  echo "**cachecar / nginx req/s: ${ratio}** (ratio of medians; per round: ${round_ratios// /, },"
-  echo "median $(median "$round_ratios"))"
+  echo "| ratio | req/s (of medians) | req/s per round | median of rounds | req per server CPU-s |"
+  echo "|---|---:|---|---:|---:|"
+  ratio_row cachecar-memory nginx
+  ratio_row cachecar-redis nginx
+  ratio_row cachecar-redis cachecar-memory
   echo
-  echo "cachecar / nginx requests per server CPU-second: ${eff_ratio}"
+  echo "Redis tier: server CPU is cachecar's plus redis-server's (${redis_share}% of it was"
+  echo "redis-server). Redis commands per hit (INFO commandstats; commands run inside Lua"
+  echo "scripts count too): ${redis_per_hit:-none}."
   echo
   if ((LOAD_BEFORE >= 10 || LOAD_AFTER >= 10)); then
     echo "> **Warning:** the machine was not idle (other processes used ${LOAD_BEFORE}% of all CPUs"
@@ -448,8 +581,9 @@ round_ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS[cachecar]}" | grep -v '^$') \
   fi
   echo "| setting | value |"
   echo "|---|---|"
-  echo "| wrk | \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\`, $ROUNDS round(s), servers alternating |"
-  echo "| cachecar | $("$CACHECAR_BIN" --version 2>&1 | head -1), git $git_rev, threads: 1, access log to /dev/null |"
+  echo "| wrk | \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\`, $ROUNDS round(s), servers alternating (${NAMES[*]}) |"
+  echo "| cachecar | $("$CACHECAR_BIN" --version 2>&1 | head -1), git $git_rev, threads: 1, access log to /dev/null; two instances (memory-only, redis-only route) |"
+  echo "| redis | $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), \`--save \"\" --appendonly no\`, on CPU $SERVER_CPU; cachecar \`timeout: $REDIS_TIMEOUT, pool: $REDIS_POOL\` |"
   echo "| nginx | $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1, access_log off, proxy_cache_path on $(stat -f -c %T "$WORK" 2>/dev/null || echo "?") ($(dirname "$WORK")) |"
   echo "| CPU | $cpu_model |"
   echo "| nproc | $ncpu |"
