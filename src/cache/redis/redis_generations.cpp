@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <openssl/sha.h>
+
 #include <charconv>
 
 namespace cachecar::cache::redis {
@@ -59,11 +61,34 @@ return out
 
 }  // namespace
 
+// SHA-1 of a script, as Redis names it for EVALSHA.
+static std::string script_sha1(std::string_view script) {
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), digest);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char b : digest) {
+        out += hex[b >> 4];
+        out += hex[b & 0x0f];
+    }
+    return out;
+}
+
 net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_script(
     std::string_view script, const std::vector<std::string>& categories) {
-    std::vector<std::string> cmd{"EVAL", std::string(script), std::to_string(categories.size())};
+    // EVALSHA saves sending the script on every lookup; a server that does not know
+    // it yet (first use, restart, SCRIPT FLUSH) says NOSCRIPT and gets it once.
+    static const std::string read_sha = script_sha1(read_script);
+    static const std::string bump_sha = script_sha1(bump_script);
+    const std::string& sha = script == read_script ? read_sha : bump_sha;
+    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(categories.size())};
     for (const auto& c : categories) cmd.push_back(generation_key(c));
-    auto r = co_await client_->command(std::move(cmd));
+    auto r = co_await client_->command(cmd);
+    if (r && r->is_error() && r->str.starts_with("NOSCRIPT")) {
+        cmd[0] = "EVAL";
+        cmd[1] = std::string(script);
+        r = co_await client_->command(std::move(cmd));
+    }
     if (!r) co_return r.error();
     if (r->type != redis_value::kind::array || r->elements.size() != categories.size()) {
         co_return make_error_code(redis_error::reply_error);
