@@ -1,6 +1,7 @@
 #include <cachecar/app/app.hpp>
 
 #include <cachecar/cache/memory/memory_tier.hpp>
+#include <cachecar/cache/mongo/mongo_tier.hpp>
 #include <cachecar/cache/redis/redis_generations.hpp>
 #include <cachecar/cache/redis/redis_tier.hpp>
 #include <cachecar/cache/tier_chain.hpp>
@@ -49,6 +50,35 @@ std::shared_ptr<cache::redis::redis_client> make_redis_client(const config::conf
     return cache::redis::redis_client::create(io.get_executor(), std::move(*options.value), std::move(events));
 }
 
+// A MongoDB connection for tiers.mongo, not yet started; null when not configured.
+std::shared_ptr<cache::mongo::mongo_connection> make_mongo_connection(const config::config& cfg,
+                                                                      stats::registry& metrics) {
+    if (!cfg.tiers.mongo) return nullptr;
+    cache::mongo::mongo_options o;
+    o.uri = cfg.tiers.mongo->uri;
+    o.database = cfg.tiers.mongo->database;
+    o.collection = cfg.tiers.mongo->collection;
+    o.timeout = cfg.tiers.mongo->timeout;
+    cache::mongo::mongo_connection::events events;
+    events.on_failure = [&metrics](std::string_view what) {
+        metrics.get("cachecar_tier_failures_total", {{"tier", "mongo"}, {"kind", std::string(what)}})++;
+    };
+    events.on_state_change = [&metrics](bool up) {
+        metrics.get("cachecar_tier_state_changes_total", {{"tier", "mongo"}, {"to", up ? "up" : "down"}})++;
+    };
+    return cache::mongo::mongo_connection::create(std::move(o), metrics, std::move(events));
+}
+
+// Where purges are shared: Redis if configured (it broadcasts), else MongoDB, else
+// this process alone.
+std::shared_ptr<cache::generation_store> make_generations(
+    const std::shared_ptr<cache::redis::redis_generation_store>& redis,
+    const std::shared_ptr<cache::mongo::mongo_connection>& mongo, const config::config& cfg, stats::registry& metrics) {
+    if (redis) return redis;
+    if (mongo) return std::make_shared<cache::mongo::mongo_generation_store>(mongo, cfg.server.key_namespace, metrics);
+    return std::make_shared<cache::local_generation_store>();
+}
+
 bool same_endpoint(const std::optional<config::endpoint>& a, const std::optional<config::endpoint>& b) {
     if (a.has_value() != b.has_value()) return false;
     return !a || (a->host == b->host && a->port == b->port);
@@ -66,10 +96,8 @@ struct app::impl {
           redis_generations(redis ? std::make_shared<cache::redis::redis_generation_store>(
                                         redis, cfg.server.key_namespace, metrics)
                                   : nullptr),
-          // With Redis configured, purges are shared through it; otherwise they are
-          // this process's alone.
-          generations(redis_generations ? std::shared_ptr<cache::generation_store>(redis_generations)
-                                        : std::make_shared<cache::local_generation_store>()),
+          mongo(make_mongo_connection(cfg, metrics)),
+          generations(make_generations(redis_generations, mongo, cfg, metrics)),
           tiers(io.get_executor(), memory, generations, metrics),
           proxy(snapshots, tiers, metrics),
           admin(snapshots, tiers, metrics,
@@ -81,7 +109,10 @@ struct app::impl {
             tiers.set_tier(config::tier_kind::redis,
                            std::make_shared<cache::redis::redis_tier>(redis, cfg.server.key_namespace, metrics));
         }
-        if (cfg.tiers.mongo) spdlog::warn("tiers.mongo is configured but this build has no MongoDB tier yet; routes skip it");
+        if (mongo) {
+            tiers.set_tier(config::tier_kind::mongo,
+                           std::make_shared<cache::mongo::mongo_tier>(mongo, cfg.server.key_namespace, metrics));
+        }
         snapshots.store(std::make_shared<const http::snapshot>(std::move(cfg), metrics, std::move(pool)));
     }
 
@@ -130,8 +161,18 @@ struct app::impl {
             metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
             return out;
         }
-        if (next.server.key_namespace != cur.server.key_namespace && redis) {
-            out.errors.push_back("server.namespace changed while Redis is configured; restart cachecar to apply it");
+        const bool mongo_same = next.tiers.mongo.has_value() == cur.tiers.mongo.has_value() &&
+                                (!next.tiers.mongo || (next.tiers.mongo->uri == cur.tiers.mongo->uri &&
+                                                       next.tiers.mongo->database == cur.tiers.mongo->database &&
+                                                       next.tiers.mongo->collection == cur.tiers.mongo->collection &&
+                                                       next.tiers.mongo->timeout == cur.tiers.mongo->timeout));
+        if (!mongo_same) {
+            out.errors.push_back("tiers.mongo changed; restart cachecar to apply tier changes");
+            metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+            return out;
+        }
+        if (next.server.key_namespace != cur.server.key_namespace && (redis || mongo)) {
+            out.errors.push_back("server.namespace changed while a shared tier is configured; restart cachecar to apply it");
             metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
             return out;
         }
@@ -189,6 +230,7 @@ struct app::impl {
     std::shared_ptr<cache::memory_tier> memory;
     std::shared_ptr<cache::redis::redis_client> redis;
     std::shared_ptr<cache::redis::redis_generation_store> redis_generations;
+    std::shared_ptr<cache::mongo::mongo_connection> mongo;
     std::shared_ptr<cache::generation_store> generations;
     cache::tier_chain tiers;
     http::snapshot_holder snapshots;
@@ -215,6 +257,7 @@ void app::start() {
         impl_->redis->start();
         impl_->redis_generations->start(impl_->io.get_executor());
     }
+    if (impl_->mongo) impl_->mongo->start(impl_->io.get_executor());
     for (unsigned i = 0; i < impl_->threads; ++i) {
         impl_->io_threads.emplace_back([this] { impl_->io.run(); });
     }
@@ -258,6 +301,7 @@ bool app::stop() {
         impl_->redis_generations->stop();
         impl_->redis->stop();
     }
+    if (impl_->mongo) impl_->mongo->stop();
     impl_->work.reset();
     impl_->io.stop();
     for (auto& t : impl_->io_threads) {

@@ -1,5 +1,6 @@
 // YAML -> validated config. The loader keeps going after a problem so that one
 // `cachecar --check` run lists every mistake in the file, each with its position.
+#include <cachecar/cache/mongo/mongo_tier.hpp>
 #include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/config/config.hpp>
 #include <cachecar/route/pattern.hpp>
@@ -487,10 +488,14 @@ private:
                     if (f.key == "uri") {
                         auto uri = scalar(f.value);
                         if (!uri) continue;
-                        if (uri->rfind("mongodb://", 0) != 0 && uri->rfind("mongodb+srv://", 0) != 0)
+                        if (uri->rfind("mongodb://", 0) != 0 && uri->rfind("mongodb+srv://", 0) != 0) {
                             error(f.value, "bad MongoDB URI " + quoted(*uri) + " (expected mongodb://host:port)");
-                        else
+                        } else if (auto driver = cache::mongo::validate_uri(*uri); !driver) {
+                            // The driver's own parser decides, so --check accepts exactly what runs.
+                            error(f.value, "bad MongoDB URI " + quoted(*uri) + ": " + driver.error);
+                        } else {
                             m.uri = *uri;
+                        }
                     }
                     if (f.key == "database" || f.key == "collection") {
                         auto name = scalar(f.value);

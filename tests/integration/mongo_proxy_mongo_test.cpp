@@ -1,0 +1,201 @@
+// cachecar with the MongoDB tier, end to end: against the wire-protocol test server,
+// or a real MongoDB when CACHECAR_TEST_MONGO_URI is set.
+#include "support/mongo_target.hpp"
+#include "support/proxy_fixture.hpp"
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <thread>
+
+namespace cachecar::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+template <class Probe>
+bool eventually(Probe probe, std::chrono::milliseconds limit = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (probe()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return probe();
+}
+
+class mongo_proxy_test : public ::testing::Test {
+protected:
+    void SetUp() override { database_ = mongo_.fresh_database(); }
+
+    std::unique_ptr<app> start_instance(const std::string& ns = "momentry") {
+        const std::string yaml =
+            "server:\n"
+            "  listen: 127.0.0.1:0\n"
+            "  admin_listen: 127.0.0.1:0\n"
+            "  upstream: http://127.0.0.1:" + std::to_string(origin_.port()) + "\n"
+            "  namespace: " + ns + "\n"
+            "  threads: 2\n"
+            "tiers:\n"
+            "  memory: { max_bytes: 16MiB }\n"
+            "  mongo: { uri: \"" + mongo_.uri() + "\", database: " + database_ + ", collection: cache, timeout: 300ms }\n"
+            "routes:\n"
+            "  - name: videos\n"
+            "    match: GET /api/v1/videos\n"
+            "    tiers: [mongo]\n"
+            "    ttl: 5m\n"
+            "    key: [query.page, query.limit]\n"
+            "    categories: [videos]\n"
+            "  - name: search\n"
+            "    match: POST /api/v1/search\n"
+            "    tiers: [memory, mongo]\n"
+            "    ttl: 5m\n"
+            "    key: [body]\n"
+            "    categories: [search]\n"
+            "  - name: short\n"
+            "    match: GET /api/v1/short\n"
+            "    tiers: [mongo]\n"
+            "    ttl: 1s\n"
+            "invalidate:\n"
+            "  - match: POST /api/v1/register\n"
+            "    purge: [videos]\n"
+            "  - match: POST /api/v1/vectorize\n"
+            "    purge: [search]\n";
+        auto a = std::make_unique<app>(must_load(yaml));
+        a->start();
+        EXPECT_TRUE(eventually([&] { return mongo_state(a->admin_port()) == "up"; })) << "mongo tier never came up";
+        return a;
+    }
+    static std::string mongo_state(std::uint16_t admin_port) {
+        auto r = http_get(admin_port, "/health");
+        if (r.status != 200) return "?";
+        return std::string(json::parse(r.body).at("tiers").at("mongo").as_string());
+    }
+    static client_response get(app& a, const std::string& target) { return http_get(a.port(), target); }
+    client_response hit_eventually(app& a, const std::string& target) {
+        client_response r;
+        eventually([&] {
+            r = get(a, target);
+            return r.header("x-cache") == "HIT";
+        });
+        return r;
+    }
+
+    mongo_target mongo_;
+    std::string database_;
+    test_origin origin_;
+};
+
+TEST_F(mongo_proxy_test, HitIsServedByMongoWithItsTierHeader) {
+    auto a = start_instance();
+    auto first = get(*a, "/api/v1/videos?page=1&limit=10");
+    EXPECT_EQ(first.header("x-cache"), "MISS");
+    auto hit = hit_eventually(*a, "/api/v1/videos?limit=10&page=1");
+    EXPECT_EQ(hit.header("x-cache-tier"), "mongo");
+    EXPECT_EQ(hit.body, first.body);
+    EXPECT_EQ(origin_.count(), 1u);
+}
+
+TEST_F(mongo_proxy_test, WriteRoutePurgesThroughMongoGenerations) {
+    auto a = start_instance();
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        return origin_response{r.method == "POST" ? 201u : 200u, {}, "v" + std::to_string(n)};
+    });
+    get(*a, "/api/v1/videos?page=1&limit=10");
+    hit_eventually(*a, "/api/v1/videos?page=1&limit=10");
+    EXPECT_EQ(http_request(a->port(), "POST", "/api/v1/register", {}, "{}").status, 201u);
+    EXPECT_EQ(get(*a, "/api/v1/videos?page=1&limit=10").header("x-cache"), "MISS");
+}
+
+TEST_F(mongo_proxy_test, PurgesReachAnotherInstanceWithinTheStalenessBound) {
+    auto a = start_instance();
+    auto b = start_instance();
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        return origin_response{r.target == "/api/v1/vectorize" ? 201u : 200u, {}, "v" + std::to_string(n)};
+    });
+    const std::string body = R"({"query":"cats"})";
+    const auto old_body = http_request(a->port(), "POST", "/api/v1/search", {}, body).body;
+    // b: mongo -> its memory tier.
+    ASSERT_TRUE(eventually([&] { return http_request(b->port(), "POST", "/api/v1/search", {}, body).header("x-cache") == "HIT"; }));
+    ASSERT_EQ(http_request(b->port(), "POST", "/api/v1/search", {}, body).header("x-cache-tier"), "memory");
+    EXPECT_EQ(http_request(a->port(), "POST", "/api/v1/vectorize", {}, "{}").status, 201u);
+    // The writer is exact; the other instance's memory follows within ~1 s.
+    EXPECT_NE(http_request(a->port(), "POST", "/api/v1/search", {}, body).body, old_body);
+    EXPECT_TRUE(eventually([&] { return http_request(b->port(), "POST", "/api/v1/search", {}, body).body != old_body; }, 3s));
+}
+
+TEST_F(mongo_proxy_test, EntriesExpireWithTheirTtl) {
+    auto a = start_instance();
+    get(*a, "/api/v1/short");
+    hit_eventually(*a, "/api/v1/short");
+    std::this_thread::sleep_for(1100ms);
+    EXPECT_EQ(get(*a, "/api/v1/short").header("x-cache"), "MISS");
+}
+
+TEST_F(mongo_proxy_test, PurgeAllDeletesTheNamespacesDocuments) {
+    auto a = start_instance();
+    get(*a, "/api/v1/videos?page=1&limit=1");
+    hit_eventually(*a, "/api/v1/videos?page=1&limit=1");
+    auto r = http_request(a->admin_port(), "POST", "/purge", {}, R"({"all":true})");
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(get(*a, "/api/v1/videos?page=1&limit=1").header("x-cache"), "MISS");
+    if (auto* server = mongo_.server()) {
+        // Only the entry just stored by the MISS above can be left.
+        EXPECT_LE(server->documents(database_, "cache").size(), 1u);
+    }
+}
+
+TEST_F(mongo_proxy_test, ServerLostUnderLoadCostsNoRequestsAndComesBack) {
+    auto* server = mongo_.server();
+    if (!server) {
+        GTEST_SKIP() << "stopping the server needs the test server";
+    }
+    auto a = start_instance();
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0};
+    std::atomic<int> failed{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+        clients.emplace_back([&, t] {
+            for (int i = 0; !stop; ++i) {
+                auto r = get(*a, "/api/v1/videos?page=" + std::to_string((i + t) % 10) + "&limit=5");
+                (r.status == 200 ? ok : failed)++;
+            }
+        });
+    }
+    std::this_thread::sleep_for(400ms);
+    server->stop();
+    std::this_thread::sleep_for(1000ms);
+    auto health = http_get(a->admin_port(), "/health");
+    stop = true;
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(failed.load(), 0) << "requests failed while MongoDB was down";
+    EXPECT_GT(ok.load(), 20);
+    auto doc = json::parse(health.body).as_object();
+    EXPECT_EQ(doc.at("status").as_string(), "degraded");
+    EXPECT_EQ(doc.at("tiers").at("mongo").as_string(), "down");
+    auto metrics = http_get(a->admin_port(), "/metrics").body;
+    EXPECT_NE(metrics.find("cachecar_tier_up{tier=\"mongo\"} 0"), std::string::npos);
+
+    server->restart();
+    EXPECT_TRUE(eventually([&] { return mongo_state(a->admin_port()) == "up"; }, 10s));
+    get(*a, "/api/v1/videos?page=99&limit=1");
+    auto hit = hit_eventually(*a, "/api/v1/videos?page=99&limit=1");
+    EXPECT_EQ(hit.header("x-cache-tier"), "mongo");
+}
+
+TEST_F(mongo_proxy_test, DatabasesSeparateEnvironmentsOnOneServer) {
+    auto prod = start_instance("momentry");
+    const auto prod_db = database_;
+    database_ = mongo_.fresh_database();
+    auto dev = start_instance("momentry_dev");
+    get(*prod, "/api/v1/videos?page=1&limit=1");
+    hit_eventually(*prod, "/api/v1/videos?page=1&limit=1");
+    EXPECT_EQ(get(*dev, "/api/v1/videos?page=1&limit=1").header("x-cache"), "MISS");
+    if (auto* server = mongo_.server()) {
+        EXPECT_EQ(server->documents(prod_db, "cache").size(), 1u);
+    }
+}
+
+}  // namespace
+}  // namespace cachecar::test
