@@ -1,5 +1,6 @@
 #include <cachecar/http/proxy.hpp>
 
+#include <cachecar/http/cache_rules.hpp>
 #include <cachecar/route/key_builder.hpp>
 
 #include <boost/algorithm/string/predicate.hpp>
@@ -60,6 +61,18 @@ request make_upstream_request(const request& in, const connection_info& conn, co
     out.erase(bh::field::content_length);
     if (route != nullptr) {
         for (const auto& name : route->cfg.strip_headers) out.erase(name);
+        // Unkeyed input (cache poisoning): headers backends commonly reflect are not
+        // forwarded unless the route's key includes them.
+        for (const auto& name : default_unkeyed_headers()) {
+            const bool keyed = std::any_of(route->key_fields.begin(), route->key_fields.end(), [&](const auto& f) {
+                return f.from == route::source::header && f.text == name;
+            });
+            if (!keyed) out.erase(name);
+        }
+        // Ask for the full response so it can be stored; cachecar answers the
+        // client's validators itself (304) from what it stores.
+        out.erase(bh::field::if_none_match);
+        out.erase(bh::field::if_modified_since);
     }
     if (!conn.client_address.empty()) {
         auto prior = in["X-Forwarded-For"];
@@ -109,11 +122,45 @@ std::string_view not_storable_reason(const route::compiled_route& route, const r
     auto cc = res[bh::field::cache_control];
     if (has_directive(cc, "no-store")) return "no_store";
     if (has_directive(cc, "private")) return "private";
-    // Vary needs per-variant keys; until those exist, a varying response is passed
-    // through rather than risk serving one variant to a client that asked for another.
-    if (res.count(bh::field::vary) > 0) return "vary";
+    // Vary: * says no stored response can ever be chosen for another request.
+    if (vary_names(res[bh::field::vary]) == std::vector<std::string>{"*"}) return "vary_star";
     if (res.body().size() > max_object_bytes) return "too_large";
+    if (route.cfg.ttl_from_origin) {
+        auto lifetime = origin_freshness(res.base());
+        if (lifetime && lifetime->count() == 0) return "origin_max_age_0";
+    }
     return {};
+}
+
+// The stale windows that apply to an entry: the route's, widened by the response's
+// own stale-if-error / stale-while-revalidate directives (RFC 5861).
+struct stale_windows {
+    std::chrono::milliseconds if_error{0};
+    std::chrono::milliseconds while_revalidate{0};
+};
+
+std::string_view entry_header(const cache::entry& e, std::string_view name) {
+    for (const auto& h : e.headers) {
+        if (boost::algorithm::iequals(h.name, name)) return h.value;
+    }
+    return {};
+}
+
+stale_windows windows_for(const route::compiled_route& route, std::string_view cache_control) {
+    stale_windows w{route.cfg.stale_if_error, route.cfg.stale_while_revalidate};
+    if (auto v = directive_seconds(cache_control, "stale-if-error")) w.if_error = std::max<std::chrono::milliseconds>(w.if_error, *v);
+    if (auto v = directive_seconds(cache_control, "stale-while-revalidate")) {
+        w.while_revalidate = std::max<std::chrono::milliseconds>(w.while_revalidate, *v);
+    }
+    return w;
+}
+
+// A Vary marker stands at the base key of a varying resource and names the request
+// headers that select the variant; the variants live at derived keys.
+bool is_vary_marker(const cache::entry& e) { return e.status == 0; }
+
+std::string variant_key(const std::string& base, const std::vector<std::string>& names, const request& req) {
+    return base + "#v:" + variant_fingerprint(names, req);
 }
 
 cache::entry_ptr make_entry(const response& res, const route::compiled_route& route,
@@ -139,10 +186,47 @@ cache::entry_ptr make_entry(const response& res, const route::compiled_route& ro
     }
     e->body = res.body();
     e->stored_at = clock::now();
-    e->expires_at = e->stored_at + route.cfg.ttl;
-    e->retain_until = e->expires_at + std::max(route.cfg.stale_if_error, route.cfg.stale_while_revalidate);
+    config::duration ttl = route.cfg.ttl;
+    if (route.cfg.ttl_from_origin) {
+        if (auto lifetime = origin_freshness(res.base())) ttl = *lifetime;
+    }
+    e->expires_at = e->stored_at + ttl;
+    const auto w = windows_for(route, res[bh::field::cache_control]);
+    e->retain_until = e->expires_at + std::max(w.if_error, w.while_revalidate);
     e->stamps = std::move(stamps);
     return e;
+}
+
+cache::entry_ptr make_vary_marker(const cache::entry& variant, const std::vector<std::string>& names) {
+    auto m = std::make_shared<cache::entry>();
+    m->status = 0;
+    std::string joined;
+    for (const auto& n : names) joined += (joined.empty() ? "" : ", ") + n;
+    m->headers.push_back({"Vary", joined});
+    m->stored_at = variant.stored_at;
+    m->expires_at = variant.expires_at;
+    m->retain_until = variant.retain_until;
+    m->stamps = variant.stamps;
+    return m;
+}
+
+// 304 for a request whose validators match the stored response (RFC 9110 15.4.5:
+// the fields a 200 would have carried that describe the representation).
+reply not_modified_reply(const cache::entry& e, std::string_view x_cache, std::string_view tier) {
+    reply r;
+    r.message = response{bh::status::not_modified, 11};
+    for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
+        auto v = entry_header(e, name);
+        if (!v.empty()) r.message.set(name, v);
+    }
+    r.message.set("X-Cache", x_cache);
+    if (!tier.empty()) {
+        r.message.set("X-Cache-Tier", tier);
+        auto age = std::chrono::duration_cast<std::chrono::seconds>(clock::now() - e.stored_at).count();
+        r.message.set(bh::field::age, std::to_string(std::max<long long>(0, age)));
+    }
+    r.message.set(bh::field::via, "1.1 cachecar");
+    return r;
 }
 
 std::string hit_headers(std::string_view x_cache, config::tier_kind tier, const cache::entry& e) {
@@ -202,7 +286,7 @@ net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
         co_return co_await serve_write(req, conn, *snap, inv);
     }
     if (auto m = snap->routes.find_route(method, path)) {
-        co_return co_await serve_cacheable(req, conn, *snap, m);
+        co_return co_await serve_cacheable(req, conn, snap, m);
     }
     co_return co_await serve_pass_through(req, conn, *snap);
 }
@@ -275,8 +359,9 @@ net::awaitable<reply> proxy::serve_write(request& req, const connection_info& co
     co_return r;
 }
 
-net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info& conn, const snapshot& snap,
+net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info& conn, snapshot_ptr snap_ptr,
                                              const route::match_result<route::compiled_route>& m) {
+    const snapshot& snap = *snap_ptr;
     const auto& route = *m.target;
     auto& counters = *snap.route_stats[route.index];
     auto count = [&](stats::request_result res) { ++*counters.requests[static_cast<std::size_t>(res)]; };
@@ -298,24 +383,52 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     const std::string key = route::build_key(snap.cfg.server.key_namespace, route, view, credential);
     const bool head = req.method() == bh::verb::head;
 
+    // Look up; a Vary marker at the base key leads to this request's variant.
     auto found = co_await tiers_.lookup(route.cfg.tiers, key);
-    if (found.fresh) {
-        count(stats::request_result::hit);
+    std::string entry_key = key;
+    if (auto marker = found.fresh ? found.fresh : found.expired; marker && is_vary_marker(*marker)) {
+        entry_key = variant_key(key, vary_names(entry_header(*marker, "Vary")), req);
+        found = co_await tiers_.lookup(route.cfg.tiers, entry_key);
+    }
+
+    // Answers from a stored entry: 304 when the client's validators match.
+    auto from_entry = [&](const cache::entry_ptr& e, std::string_view x_cache, config::tier_kind tier,
+                          stats::request_result result, double upstream_seconds) {
+        count(result);
+        const auto tier_name = config::to_string(tier);
         reply r;
-        r.hit = found.fresh;
-        r.head_only = head;
-        r.hit_headers = hit_headers("HIT", found.from, *found.fresh);
-        r.access = {route.cfg.name, "hit", config::to_string(found.from), -1};
-        co_return r;
+        if (not_modified(req, entry_header(*e, "ETag"), entry_header(*e, "Last-Modified"))) {
+            r = not_modified_reply(*e, x_cache, tier_name);
+        } else {
+            r.hit = e;
+            r.head_only = head;
+            r.hit_headers = hit_headers(x_cache, tier, *e);
+        }
+        r.access = {route.cfg.name, stats::to_string(result), tier_name, upstream_seconds};
+        return r;
+    };
+
+    if (found.fresh && !is_vary_marker(*found.fresh)) {
+        co_return from_entry(found.fresh, "HIT", found.from, stats::request_result::hit, -1);
+    }
+
+    auto categories = route::expand_categories(route.categories, view);
+    categories.emplace_back(cache::all_category);
+
+    // stale-while-revalidate: answer from the expired entry now, refresh behind it.
+    if (found.expired && !is_vary_marker(*found.expired)) {
+        const auto w = windows_for(route, entry_header(*found.expired, "Cache-Control"));
+        if (clock::now() < found.expired->expires_at + w.while_revalidate) {
+            start_refresh(req, conn, snap_ptr, &route, key, entry_key, categories);
+            metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "revalidate"}})++;
+            co_return from_entry(found.expired, "STALE", found.expired_from, stats::request_result::stale, -1);
+        }
     }
 
     // Miss. Note the generations *before* fetching: if a purge lands while the fetch
     // runs, the entry is stamped with the old generation and is never served.
-    auto categories = route::expand_categories(route.categories, view);
-    categories.emplace_back(cache::all_category);
     auto generations = co_await tiers_.generations().current(categories);
-
-    std::string flight_key = key;
+    std::string flight_key = entry_key;
     if (generations) {
         for (auto g : *generations) {
             flight_key += '/';
@@ -331,7 +444,15 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
             auto reason = not_storable_reason(route, req, *f->upstream, limits.max_object_bytes);
             if (reason.empty()) {
                 f->stored = make_entry(*f->upstream, route, cache::make_stamps(categories, *generations));
-                tiers_.store(route.cfg.tiers, key, f->stored);
+                f->vary = vary_names((*f->upstream)[bh::field::vary]);
+                if (f->vary.empty()) {
+                    tiers_.store(route.cfg.tiers, key, f->stored);
+                } else {
+                    // The marker tells later lookups which headers pick the variant.
+                    f->variant = variant_fingerprint(f->vary, req);
+                    tiers_.store(route.cfg.tiers, key, make_vary_marker(*f->stored, f->vary));
+                    tiers_.store(route.cfg.tiers, variant_key(key, f->vary, req), f->stored);
+                }
                 ++*counters.stores;
             } else {
                 metrics_.get("cachecar_not_stored_total", {{"route", route.cfg.name}, {"reason", std::string(reason)}})++;
@@ -345,27 +466,29 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     if (head) {
         f = co_await do_fetch();  // a HEAD answer cannot stand in for a GET: never shared
     } else {
-        // Only storable answers and upstream failures are shared; a response that may
-        // not be stored (Set-Cookie, private) is for its own requester alone.
+        // Shared: upstream failures, and stored responses of this request's variant.
+        // A response that may not be stored (Set-Cookie, private) is for its own
+        // requester alone.
         auto outcome = co_await coalescer_.run(
             flight_key, std::chrono::steady_clock::now() + limits.upstream_timeout, do_fetch,
-            [](const fetched& x) { return x.stored != nullptr || !x.upstream; });
+            [&req](const fetched& x) {
+                if (!x.upstream) return true;
+                if (!x.stored) return false;
+                return x.vary.empty() || variant_fingerprint(x.vary, req) == x.variant;
+            });
         f = std::move(outcome.value);
         led = outcome.led;
     }
     if (!led) metrics_.get("cachecar_coalesced_total", {{"route", route.cfg.name}})++;
 
     const bool upstream_failed = !f->upstream || f->upstream->result_int() >= 500;
-    if (upstream_failed && found.expired &&
-        clock::now() < found.expired->expires_at + route.cfg.stale_if_error) {
-        count(stats::request_result::stale);
-        metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}})++;
-        reply r;
-        r.hit = found.expired;
-        r.head_only = head;
-        r.hit_headers = hit_headers("STALE", found.expired_from, *found.expired);
-        r.access = {route.cfg.name, "stale", config::to_string(found.expired_from), f->upstream_seconds};
-        co_return r;
+    if (upstream_failed && found.expired && !is_vary_marker(*found.expired)) {
+        const auto w = windows_for(route, entry_header(*found.expired, "Cache-Control"));
+        if (clock::now() < found.expired->expires_at + w.if_error) {
+            metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "error"}})++;
+            co_return from_entry(found.expired, "STALE", found.expired_from, stats::request_result::stale,
+                                 f->upstream_seconds);
+        }
     }
     if (!f->upstream) {
         count(stats::request_result::error);
@@ -376,9 +499,58 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     }
     count(stats::request_result::miss);
     reply r;
-    r.message = client_response(*f->upstream, req, "MISS");
+    const auto& res = *f->upstream;
+    if (res.result_int() == 200 && not_modified(req, res[bh::field::etag], res[bh::field::last_modified])) {
+        // The validators were not forwarded (so the response could be stored); answer them here.
+        cache::entry probe;
+        for (const auto& h : res) probe.headers.push_back({std::string(h.name_string()), std::string(h.value())});
+        r = not_modified_reply(probe, "MISS", {});
+    } else {
+        r.message = client_response(res, req, "MISS");
+    }
     r.access = {route.cfg.name, "miss", "-", led ? f->upstream_seconds : 0.0};
     co_return r;
+}
+
+void proxy::start_refresh(const request& req, const connection_info& conn, snapshot_ptr snap,
+                          const route::compiled_route* route, std::string key, std::string entry_key,
+                          std::vector<std::string> categories) {
+    {
+        std::lock_guard lock(refreshing_->mutex);
+        if (!refreshing_->keys.insert(entry_key).second) return;  // one refresh per key
+    }
+    // The refresh outlives this request: it owns copies of everything it reads.
+    net::co_spawn(
+        net::make_strand(snap->upstream->executor()),
+        [this, req, conn, snap, route, key = std::move(key), entry_key = std::move(entry_key),
+         categories = std::move(categories), refreshing = refreshing_]() -> net::awaitable<void> {
+            // Touches only the shared key set: the frame may be destroyed after the
+            // proxy, when the I/O context is torn down.
+            struct done_guard {
+                std::shared_ptr<refresh_set> set;
+                std::string key;
+                ~done_guard() {
+                    std::lock_guard lock(set->mutex);
+                    set->keys.erase(key);
+                }
+            } guard{refreshing, entry_key};
+            auto generations = co_await tiers_.generations().current(categories);
+            if (!generations) co_return;
+            fetched f = co_await fetch(req, conn, *snap, route);
+            if (!f.upstream) co_return;
+            auto reason = not_storable_reason(*route, req, *f.upstream, snap->cfg.limits.max_object_bytes);
+            if (!reason.empty()) co_return;
+            auto e = make_entry(*f.upstream, *route, cache::make_stamps(categories, *generations));
+            auto names = vary_names((*f.upstream)[bh::field::vary]);
+            if (names.empty()) {
+                tiers_.store(route->cfg.tiers, key, e);
+            } else {
+                tiers_.store(route->cfg.tiers, key, make_vary_marker(*e, names));
+                tiers_.store(route->cfg.tiers, variant_key(key, names, req), e);
+            }
+            metrics_.get("cachecar_revalidations_total", {{"route", route->cfg.name}})++;
+        },
+        net::detached);
 }
 
 }  // namespace cachecar::http

@@ -32,18 +32,44 @@ namespace {
 // (400, connection closed) rather than risk a front/back disagreement on its length.
 bool acceptable_framing(const bh::request_parser<bh::string_body>& parser) {
     const auto& h = parser.get();
-    const bool has_te = h.count(bh::field::transfer_encoding) > 0;
+    const auto te_count = h.count(bh::field::transfer_encoding);
     const auto cl_count = h.count(bh::field::content_length);
-    if (has_te && cl_count > 0) return false;
-    if (cl_count > 1) return false;
+    if (te_count > 0 && cl_count > 0) return false;  // RFC 9112 6.3: the classic smuggling pair
+    if (cl_count > 1 || te_count > 1) return false;
+    if (te_count == 1) {
+        // Only a lone "chunked": any other coding would reach the backend re-framed
+        // but still encoded, and a list is where front and back ends disagree.
+        auto te = h[bh::field::transfer_encoding];
+        while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
+        while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
+        if (!boost::algorithm::iequals(te, "chunked")) return false;
+    }
     return true;
 }
 
-response make_error(unsigned status, std::string_view text, unsigned version) {
+// Checks the raw request head (request line and fields, through the blank line) for
+// what Beast 1.81 tolerates but a backend may read differently: obsolete line
+// folding, bare CR or LF, and control characters. Returns why it is rejected, or "".
+std::string_view raw_head_problem(std::string_view head) {
+    for (std::size_t i = 0; i < head.size(); ++i) {
+        const auto c = static_cast<unsigned char>(head[i]);
+        if (c == '\n') {
+            if (i == 0 || head[i - 1] != '\r') return "bare LF";
+            if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) return "obsolete line folding";
+        } else if (c == '\r') {
+            if (i + 1 >= head.size() || head[i + 1] != '\n') return "bare CR";
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return "control character";
+        }
+    }
+    return {};
+}
+
+response make_error(unsigned status, const std::string& text, unsigned version) {
     response res{static_cast<bh::status>(status), version};
     res.set(bh::field::content_type, "text/plain; charset=utf-8");
     res.set(bh::field::connection, "close");
-    res.body() = std::string(text) + "\n";
+    res.body() = text + "\n";
     res.keep_alive(false);
     res.prepare_payload();
     return res;
@@ -186,11 +212,39 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         bh::request_parser<bh::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
         parser.body_limit(limits.max_body_bytes);
-        buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
 
         s->stream.expires_after(limits.client_idle_timeout);
         error_code ec;
-        co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        // Take in the whole head before parsing so its raw bytes can be checked.
+        // (asio::async_read_until would copy a Beast buffer, so read by hand.)
+        std::size_t head_size = 0;
+        for (;;) {
+            const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+            if (auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
+                head_size = end + 4;
+                break;
+            }
+            if (buffer.size() >= limits.max_header_bytes) {
+                ec = net::error::not_found;
+                break;
+            }
+            const auto want = std::min<std::size_t>(8192, limits.max_header_bytes - buffer.size());
+            const auto n = co_await s->stream.async_read_some(buffer.prepare(want), net::redirect_error(net::use_awaitable, ec));
+            buffer.commit(n);
+            if (ec) break;
+        }
+        if (ec == net::error::not_found) ec = bh::error::header_limit;  // no end of head within the limit
+        if (!ec) {
+            const std::string_view head(static_cast<const char*>(buffer.data().data()), head_size);
+            if (auto problem = raw_head_problem(head); !problem.empty()) {
+                handler_.on_rejected(400);
+                auto res = make_error(400, std::string("Bad Request: ") + std::string(problem), 11);
+                co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
+                break;
+            }
+        }
+        buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
+        if (!ec) co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
             unsigned status = 0;
             if (ec == bh::error::header_limit || ec == bh::error::buffer_overflow) {

@@ -15,6 +15,8 @@
 #include <cachecar/stats/metrics.hpp>
 
 #include <atomic>
+#include <mutex>
+#include <unordered_set>
 #include <memory>
 #include <vector>
 
@@ -52,6 +54,8 @@ private:
 struct fetched {
     result<response> upstream = error_code{};
     cache::entry_ptr stored;  // set when the response was storable (and stored)
+    std::vector<std::string> vary;  // the response's Vary names (lower-case), if any
+    std::string variant;            // the fingerprint of the leader's request for them
     double upstream_seconds = 0;
 };
 
@@ -68,11 +72,16 @@ public:
     std::size_t fills_in_flight() const { return coalescer_.in_flight(); }
 
 private:
-    net::awaitable<reply> serve_cacheable(request& req, const connection_info& conn, const snapshot& snap,
+    net::awaitable<reply> serve_cacheable(request& req, const connection_info& conn, snapshot_ptr snap,
                                           const route::match_result<route::compiled_route>& m);
     net::awaitable<reply> serve_write(request& req, const connection_info& conn, const snapshot& snap,
                                       const route::match_result<route::compiled_invalidation>& m);
     net::awaitable<reply> serve_pass_through(request& req, const connection_info& conn, const snapshot& snap);
+    // stale-while-revalidate: refreshes `entry_key` in the background, at most one
+    // refresh per key at a time.
+    void start_refresh(const request& req, const connection_info& conn, snapshot_ptr snap,
+                       const route::compiled_route* route, std::string key, std::string entry_key,
+                       std::vector<std::string> categories);
     net::awaitable<fetched> fetch(const request& req, const connection_info& conn, const snapshot& snap,
                                   const route::compiled_route* route);
 
@@ -82,6 +91,11 @@ private:
     cache::coalescer<fetched> coalescer_;
     std::shared_ptr<spdlog::logger> access_log_;
     std::shared_ptr<spdlog::logger> log_;
+    struct refresh_set {
+        std::mutex mutex;
+        std::unordered_set<std::string> keys;
+    };
+    std::shared_ptr<refresh_set> refreshing_ = std::make_shared<refresh_set>();
 };
 
 }  // namespace cachecar::http

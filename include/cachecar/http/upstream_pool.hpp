@@ -49,6 +49,7 @@ public:
     net::awaitable<result<response>> send(request req);
 
     void close_idle();
+    const net::any_io_executor& executor() const { return executor_; }
     std::size_t idle_count() const;
 
 private:

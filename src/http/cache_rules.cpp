@@ -1,0 +1,149 @@
+#include <cachecar/http/cache_rules.hpp>
+
+#include <cachecar/route/key_builder.hpp>
+
+#include <boost/algorithm/string/predicate.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+
+namespace cachecar::http {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+template <class F>
+void for_each_item(std::string_view list, F&& f) {
+    while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = trim(list.substr(0, comma));
+        if (!item.empty()) f(item);
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Strong and weak validators compare equal under weak comparison when their opaque
+// parts match (RFC 9110 8.8.3.2).
+std::string_view opaque(std::string_view etag) {
+    etag = trim(etag);
+    if (etag.starts_with("W/")) etag.remove_prefix(2);
+    return etag;
+}
+
+}  // namespace
+
+std::optional<std::chrono::seconds> directive_seconds(std::string_view cache_control, std::string_view name) {
+    std::optional<std::chrono::seconds> out;
+    for_each_item(cache_control, [&](std::string_view item) {
+        auto eq = item.find('=');
+        if (eq == std::string_view::npos || !boost::algorithm::iequals(trim(item.substr(0, eq)), name)) return;
+        auto v = trim(item.substr(eq + 1));
+        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+        long long n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec == std::errc{} && p == v.data() + v.size() && n >= 0) out = std::chrono::seconds(n);
+    });
+    return out;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text) {
+    const std::string s(trim(text));
+    for (const char* format : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+        std::tm tm{};
+        const char* end = ::strptime(s.c_str(), format, &tm);
+        if (end == nullptr || *end != '\0') continue;
+        const auto t = ::timegm(&tm);
+        if (t < 0) return std::nullopt;
+        return std::chrono::system_clock::from_time_t(t);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields) {
+    const auto cc = fields[beast::http::field::cache_control];
+    std::optional<std::chrono::seconds> lifetime = directive_seconds(cc, "s-maxage");
+    if (!lifetime) lifetime = directive_seconds(cc, "max-age");
+    if (!lifetime) {
+        auto expires = fields[beast::http::field::expires];
+        if (!expires.empty()) {
+            auto e = parse_http_date(expires);
+            auto d = parse_http_date(fields[beast::http::field::date]);
+            const auto base = d ? *d : std::chrono::system_clock::now();
+            // An invalid Expires (e.g. "0") means already expired (RFC 9111 5.3).
+            lifetime = e && *e > base ? std::chrono::duration_cast<std::chrono::seconds>(*e - base)
+                                      : std::chrono::seconds(0);
+        }
+    }
+    if (!lifetime) return std::nullopt;
+    const auto age = fields[beast::http::field::age];
+    long long a = 0;
+    if (!age.empty()) {
+        auto [p, ec] = std::from_chars(age.data(), age.data() + age.size(), a);
+        if (ec != std::errc{}) a = 0;
+    }
+    return std::max(std::chrono::seconds(0), *lifetime - std::chrono::seconds(a));
+}
+
+bool not_modified(const request& req, std::string_view etag, std::string_view last_modified) {
+    const auto inm = req[beast::http::field::if_none_match];
+    if (!inm.empty()) {
+        if (trim(inm) == "*") return true;
+        if (etag.empty()) return false;
+        bool match = false;
+        for_each_item(inm, [&](std::string_view tag) { match = match || opaque(tag) == opaque(etag); });
+        return match;  // If-Modified-Since is ignored when If-None-Match is present
+    }
+    const auto ims = req[beast::http::field::if_modified_since];
+    if (ims.empty() || last_modified.empty()) return false;
+    auto since = parse_http_date(ims);
+    auto modified = parse_http_date(last_modified);
+    return since && modified && *modified <= *since;
+}
+
+std::vector<std::string> vary_names(std::string_view vary) {
+    std::vector<std::string> out;
+    for_each_item(vary, [&](std::string_view name) { out.push_back(lower(name)); });
+    if (std::find(out.begin(), out.end(), "*") != out.end()) return {"*"};
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+std::string variant_fingerprint(const std::vector<std::string>& names, const request& req) {
+    std::string in;
+    for (const auto& name : names) {
+        in += std::to_string(name.size()) + ":" + name;
+        std::string joined;
+        bool present = false;
+        auto [first, last] = req.equal_range(name);
+        for (auto it = first; it != last; ++it) {
+            if (present) joined += ", ";
+            joined += std::string(it->value());
+            present = true;
+        }
+        in += present ? "+" + std::to_string(joined.size()) + ":" + joined : std::string("-");
+    }
+    return route::sha256_hex(in);
+}
+
+const std::vector<std::string>& default_unkeyed_headers() {
+    static const std::vector<std::string> names{
+        "x-forwarded-host", "x-forwarded-server", "x-host",         "x-original-url", "x-rewrite-url",
+        "x-original-host",  "x-http-method-override", "x-http-method", "x-method-override"};
+    return names;
+}
+
+}  // namespace cachecar::http

@@ -1,0 +1,361 @@
+// cachecar as a shared HTTP cache in front of an authenticated API: one table-driven
+// test per rule, each naming the attack or RFC section it covers. The origin records
+// exactly what it received.
+#include "support/proxy_fixture.hpp"
+
+#include <thread>
+
+namespace cachecar::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string routes = R"(
+routes:
+  - name: items
+    match: GET /items
+    tiers: [memory]
+    ttl: 5m
+  - name: origin_ttl
+    match: GET /origin-ttl
+    tiers: [memory]
+    ttl: 1h
+    ttl_from_origin: true
+  - name: swr
+    match: GET /swr
+    tiers: [memory]
+    ttl: 1s
+    stale_while_revalidate: 30s
+  - name: plain
+    match: GET /plain
+    tiers: [memory]
+    ttl: 1s
+  - name: by_host
+    match: GET /by-host
+    tiers: [memory]
+    ttl: 5m
+    key: [header.X-Forwarded-Host]
+  - name: custom_strip
+    match: GET /custom
+    tiers: [memory]
+    ttl: 5m
+    strip_headers: [X-Debug-Token]
+)";
+
+class caching_rules_test : public proxy_fixture {
+protected:
+    void SetUp() override { start(routes); }
+    std::string raw(const std::string& bytes) { return raw_exchange(cachecar_->port(), bytes); }
+};
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// --- 1. Request smuggling (RFC 9112 6.1, 6.3; CWE-444) -------------------------------
+
+TEST_F(caching_rules_test, SmugglingShapedRequestsAreRejectedAndNeverForwarded) {
+    struct row {
+        const char* attack;
+        std::string request;
+    };
+    const std::string post = "POST /items HTTP/1.1\r\nHost: x\r\n";
+    const std::vector<row> table{
+        {"CL.TE: Content-Length with Transfer-Encoding", post + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"},
+        {"TE other than a lone chunked (gzip, chunked)", post + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+        {"TE obfuscated (xchunked)", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"},
+        {"TE.TE: two Transfer-Encoding fields", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"},
+        {"duplicate Content-Length", post + "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"},
+        {"non-numeric Content-Length", post + "Content-Length: 4x\r\n\r\nabcd"},
+        {"obsolete line folding (RFC 9112 5.2)", "GET /items HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"},
+        {"bare LF line ending", "GET /items HTTP/1.1\r\nHost: x\nX-A: a\r\n\r\n"},
+        {"control character in a header value", "GET /items HTTP/1.1\r\nHost: x\r\nX-A: a\x01"
+                                                "b\r\n\r\n"},
+        {"control character in the target", "GET /it\x7f"
+                                            "ems HTTP/1.1\r\nHost: x\r\n\r\n"},
+    };
+    for (const auto& r : table) {
+        auto reply = raw(r.request);
+        EXPECT_TRUE(starts_with(reply, "HTTP/1.1 400")) << r.attack << ": " << reply.substr(0, 60);
+        EXPECT_NE(reply.find("Connection: close"), std::string::npos) << r.attack;
+    }
+    EXPECT_EQ(origin_.count(), 0u) << "a rejected request must never reach the backend";
+}
+
+TEST_F(caching_rules_test, ChunkedBodiesAreReserialisedForTheBackend) {
+    auto reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    EXPECT_TRUE(starts_with(reply, "HTTP/1.1 200")) << reply;
+    auto seen = origin_.requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].body, "hello world");
+    EXPECT_EQ(seen[0].headers["content-length"], "11");
+    EXPECT_EQ(seen[0].headers.count("transfer-encoding"), 0u);
+}
+
+// --- 2. What may be stored (RFC 9111 3, 5.2.2) ---------------------------------------
+
+TEST_F(caching_rules_test, OnlySafeResponsesAreStored) {
+    struct row {
+        const char* rule;
+        unsigned status;
+        std::vector<std::pair<std::string, std::string>> headers;
+        bool stored;
+    };
+    const std::vector<row> table{
+        {"200 plain", 200, {}, true},
+        {"404 (negative caching allowed)", 404, {}, true},
+        {"410", 410, {}, true},
+        {"301", 301, {{"Location", "/x"}}, true},
+        {"500 never (cached errors are a DoS vector)", 500, {}, false},
+        {"503 never", 503, {}, false},
+        {"403 never", 403, {}, false},
+        {"206 never (partial content)", 206, {}, false},
+        {"Cache-Control: no-store (RFC 9111 5.2.2.5)", 200, {{"Cache-Control", "no-store"}}, false},
+        {"Cache-Control: private (RFC 9111 5.2.2.7)", 200, {{"Cache-Control", "private"}}, false},
+        {"Cache-Control with private among others", 200, {{"Cache-Control", "max-age=60, Private"}}, false},
+        {"Set-Cookie (session fixation / leakage)", 200, {{"Set-Cookie", "sid=1"}}, false},
+        {"Vary: * (RFC 9111 4.1)", 200, {{"Vary", "*"}}, false},
+    };
+    int i = 0;
+    for (const auto& r : table) {
+        const auto target = "/items?case=" + std::to_string(i++);
+        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{r.status, r.headers, "b"}; });
+        get(target);
+        auto again = get(target);
+        EXPECT_EQ(again.header("x-cache"), r.stored ? "HIT" : "MISS") << r.rule;
+    }
+}
+
+TEST_F(caching_rules_test, RequestNoStoreIsNeitherServedNorStored) {
+    get("/items?x=1");
+    auto r = get("/items?x=1", {{"Cache-Control", "no-store"}});
+    EXPECT_EQ(r.header("x-cache"), "BYPASS");
+    get("/items?x=2", {{"Cache-Control", "no-store"}});
+    EXPECT_EQ(get("/items?x=2").header("x-cache"), "MISS") << "a no-store request must not fill the cache";
+}
+
+TEST_F(caching_rules_test, TtlFromOriginHonoursSMaxAgeMaxAgeAndExpires) {
+    struct row {
+        const char* rule;
+        std::vector<std::pair<std::string, std::string>> headers;
+        bool fresh_after_1_5s;
+        bool stored;
+    };
+    const std::vector<row> table{
+        {"max-age=1 (RFC 9111 5.2.2.1)", {{"Cache-Control", "max-age=1"}}, false, true},
+        {"max-age=60", {{"Cache-Control", "max-age=60"}}, true, true},
+        {"s-maxage wins over max-age for shared caches (5.2.2.10)", {{"Cache-Control", "max-age=60, s-maxage=1"}}, false, true},
+        {"Expires - Date (5.3)", {{"Date", "Sun, 06 Nov 1994 08:49:37 GMT"}, {"Expires", "Sun, 06 Nov 1994 08:49:38 GMT"}}, false, true},
+        {"max-age=0: not stored", {{"Cache-Control", "max-age=0"}}, false, false},
+        {"no directive: the route's ttl (1h)", {}, true, true},
+    };
+    int i = 0;
+    std::vector<std::string> targets;
+    for (const auto& r : table) {
+        targets.push_back("/origin-ttl?case=" + std::to_string(i++));
+        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{200, r.headers, "b"}; });
+        get(targets.back());
+        EXPECT_EQ(get(targets.back()).header("x-cache"), r.stored ? "HIT" : "MISS") << r.rule;
+    }
+    std::this_thread::sleep_for(1500ms);
+    for (std::size_t k = 0; k < table.size(); ++k) {
+        if (!table[k].stored) continue;
+        EXPECT_EQ(get(targets[k]).header("x-cache"), table[k].fresh_after_1_5s ? "HIT" : "MISS") << table[k].rule;
+    }
+}
+
+// --- 3. Credentials, for keys and for coalescing ---------------------------------------
+
+TEST_F(caching_rules_test, ConcurrentMissesOfTwoUsersNeverShareOneResponse) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        return origin_response{200, {}, "for " + r.headers.at("authorization"), 300ms};
+    });
+    client_response alice, bob;
+    std::thread a([&] { alice = get("/items?me=1", {{"Authorization", "Bearer alice"}}); });
+    std::thread b([&] { bob = get("/items?me=1", {{"Authorization", "Bearer bob"}}); });
+    a.join();
+    b.join();
+    EXPECT_EQ(alice.body, "for Bearer alice");
+    EXPECT_EQ(bob.body, "for Bearer bob");
+    EXPECT_EQ(origin_.count(), 2u);
+}
+
+// --- 4. Vary (RFC 9111 4.1) ---------------------------------------------------------------
+
+TEST_F(caching_rules_test, VariantsAreStoredAndServedPerVariedHeader) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        auto it = r.headers.find("accept-language");
+        return origin_response{200, {{"Vary", "Accept-Language"}}, it == r.headers.end() ? "none" : it->second};
+    });
+    EXPECT_EQ(get("/items?v=1", {{"Accept-Language", "en"}}).body, "en");
+    EXPECT_EQ(get("/items?v=1", {{"Accept-Language", "fr"}}).body, "fr");
+    auto en = get("/items?v=1", {{"Accept-Language", "en"}});
+    auto fr = get("/items?v=1", {{"Accept-Language", "fr"}});
+    auto none = get("/items?v=1");
+    EXPECT_EQ(en.header("x-cache"), "HIT");
+    EXPECT_EQ(en.body, "en");
+    EXPECT_EQ(fr.header("x-cache"), "HIT");
+    EXPECT_EQ(fr.body, "fr");
+    EXPECT_EQ(none.header("x-cache"), "MISS") << "an absent header is its own variant";
+    EXPECT_EQ(none.body, "none");
+    EXPECT_EQ(origin_.count(), 3u);
+}
+
+TEST_F(caching_rules_test, ConcurrentMissesOfDifferentVariantsGetTheirOwn) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        return origin_response{200, {{"Vary", "Accept-Language"}}, r.headers.at("accept-language"), 300ms};
+    });
+    client_response en, de;
+    std::thread a([&] { en = get("/items?v=2", {{"Accept-Language", "en"}}); });
+    std::this_thread::sleep_for(50ms);
+    std::thread b([&] { de = get("/items?v=2", {{"Accept-Language", "de"}}); });
+    a.join();
+    b.join();
+    EXPECT_EQ(en.body, "en");
+    EXPECT_EQ(de.body, "de");
+}
+
+// --- 5. Conditional requests (RFC 9110 13.1.2, 13.1.3, 15.4.5) -----------------------------
+
+TEST_F(caching_rules_test, ValidatorsOnAHitAreAnsweredWith304) {
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        return origin_response{200, {{"ETag", "\"v1\""}, {"Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"}}, "body"};
+    });
+    get("/items?c=1");
+    struct row {
+        const char* rule;
+        std::vector<std::pair<std::string, std::string>> headers;
+        unsigned status;
+    };
+    const std::vector<row> table{
+        {"If-None-Match matching (13.1.2)", {{"If-None-Match", "\"v1\""}}, 304},
+        {"If-None-Match weak comparison", {{"If-None-Match", "W/\"v1\""}}, 304},
+        {"If-None-Match list", {{"If-None-Match", "\"x\", \"v1\""}}, 304},
+        {"If-None-Match: *", {{"If-None-Match", "*"}}, 304},
+        {"If-None-Match not matching", {{"If-None-Match", "\"v0\""}}, 200},
+        {"If-Modified-Since at Last-Modified (13.1.3)", {{"If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"}}, 304},
+        {"If-Modified-Since before Last-Modified", {{"If-Modified-Since", "Sat, 05 Nov 1994 08:49:37 GMT"}}, 200},
+        {"If-None-Match takes precedence over If-Modified-Since",
+         {{"If-None-Match", "\"v0\""}, {"If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"}}, 200},
+    };
+    for (const auto& r : table) {
+        auto res = get("/items?c=1", r.headers);
+        EXPECT_EQ(res.status, r.status) << r.rule;
+        EXPECT_EQ(res.header("x-cache"), "HIT") << r.rule;
+        if (r.status == 304) {
+            EXPECT_TRUE(res.body.empty()) << r.rule;
+            EXPECT_EQ(res.header("etag"), "\"v1\"") << r.rule;
+        } else {
+            EXPECT_EQ(res.body, "body") << r.rule;
+        }
+    }
+    EXPECT_EQ(origin_.count(), 1u);
+}
+
+TEST_F(caching_rules_test, ValidatorsOnAMissAreNotForwardedSoTheFullResponseIsStored) {
+    origin_.set_handler([](const origin_request&, std::size_t) { return origin_response{200, {{"ETag", "\"e\""}}, "full"}; });
+    auto first = get("/items?c=2", {{"If-None-Match", "\"e\""}});
+    EXPECT_EQ(first.status, 304u);
+    EXPECT_EQ(origin_.requests().at(0).headers.count("if-none-match"), 0u);
+    auto plain = get("/items?c=2");
+    EXPECT_EQ(plain.header("x-cache"), "HIT");
+    EXPECT_EQ(plain.body, "full");
+}
+
+// --- 6. Stale on purpose (RFC 5861) ---------------------------------------------------------
+
+TEST_F(caching_rules_test, StaleWhileRevalidateAnswersAtOnceAndRefreshesOnce) {
+    origin_.set_handler([](const origin_request&, std::size_t n) { return origin_response{200, {}, "v" + std::to_string(n)}; });
+    EXPECT_EQ(get("/swr").body, "v1");
+    std::this_thread::sleep_for(1100ms);
+    origin_.set_handler([](const origin_request&, std::size_t n) {
+        return origin_response{200, {}, "v" + std::to_string(n), 2000ms};
+    });
+    const auto started = std::chrono::steady_clock::now();
+    std::vector<client_response> stale(4);
+    std::vector<std::thread> clients;
+    for (auto& s : stale) clients.emplace_back([&] { s = get("/swr"); });
+    for (auto& c : clients) c.join();
+    // The refresh takes 2 s at the origin; the stale answers must not wait for it.
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "stale answers waited for the origin";
+    for (const auto& s : stale) {
+        EXPECT_EQ(s.header("x-cache"), "STALE");
+        EXPECT_EQ(s.body, "v1");
+    }
+    EXPECT_TRUE([&] {
+        for (int i = 0; i < 400 && get("/swr").header("x-cache") != "HIT"; ++i) std::this_thread::sleep_for(10ms);
+        return true;
+    }());
+    EXPECT_EQ(origin_.count("/swr"), 2u) << "one background refresh per key";
+    auto fresh = get("/swr");
+    EXPECT_EQ(fresh.header("x-cache"), "HIT");
+    EXPECT_EQ(fresh.body, "v2");
+}
+
+TEST_F(caching_rules_test, ResponseStaleDirectivesAreHonoured) {
+    // The route has no stale windows; the origin grants them itself.
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        return origin_response{200, {{"Cache-Control", "max-age=1, stale-if-error=60"}}, "good"};
+    });
+    get("/plain");
+    std::this_thread::sleep_for(1100ms);
+    origin_.set_handler([](const origin_request&, std::size_t) { return origin_response{502, {}, "down"}; });
+    auto r = get("/plain");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("x-cache"), "STALE");
+    EXPECT_EQ(r.body, "good");
+}
+
+// --- 7. Unkeyed input (web cache poisoning) ---------------------------------------------------
+
+TEST_F(caching_rules_test, ReflectedUnkeyedHeadersAreNotForwardedOnCacheableRoutes) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        // A backend that reflects X-Forwarded-Host into its response: the classic
+        // poisoning gadget.
+        auto it = r.headers.find("x-forwarded-host");
+        return origin_response{200, {}, "<script src=//" + (it == r.headers.end() ? std::string("self") : it->second) + ">"};
+    });
+    const std::vector<std::string> unkeyed{"X-Forwarded-Host", "X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+                                           "X-Host", "X-Forwarded-Server"};
+    for (const auto& h : unkeyed) {
+        auto r = get("/items?poison=" + h, {{h, "evil.example"}});
+        EXPECT_EQ(r.body.find("evil"), std::string::npos) << h;
+        EXPECT_EQ(origin_.requests().back().headers.count([&] {
+            std::string l = h;
+            for (auto& c : l) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            return l;
+        }()), 0u) << h << " reached the backend";
+    }
+    // Unmatched routes are not cached, so they pass such headers through untouched.
+    get("/elsewhere", {{"X-Forwarded-Host", "ok.example"}});
+    EXPECT_EQ(origin_.requests().back().headers["x-forwarded-host"], "ok.example");
+}
+
+TEST_F(caching_rules_test, HeadersInTheKeyAreForwardedAndSplitTheCache) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        return origin_response{200, {}, "host=" + r.headers.at("x-forwarded-host")};
+    });
+    EXPECT_EQ(get("/by-host", {{"X-Forwarded-Host", "a.example"}}).body, "host=a.example");
+    EXPECT_EQ(get("/by-host", {{"X-Forwarded-Host", "b.example"}}).body, "host=b.example");
+    auto a = get("/by-host", {{"X-Forwarded-Host", "a.example"}});
+    EXPECT_EQ(a.header("x-cache"), "HIT");
+    EXPECT_EQ(a.body, "host=a.example");
+}
+
+TEST_F(caching_rules_test, RouteStripHeadersAreNeverForwarded) {
+    get("/custom", {{"X-Debug-Token", "secret"}, {"X-Other", "kept"}});
+    auto seen = origin_.requests().back();
+    EXPECT_EQ(seen.headers.count("x-debug-token"), 0u);
+    EXPECT_EQ(seen.headers["x-other"], "kept");
+}
+
+TEST_F(caching_rules_test, RoutesMatchExactPathsNeverFileExtensions) {
+    // Web cache deception: /items.css must not be cached under (or as) /items.
+    get("/items.css");
+    EXPECT_EQ(get("/items.css").header("x-cache"), "");
+    get("/items/evil.css");
+    EXPECT_EQ(get("/items/evil.css").header("x-cache"), "");
+    EXPECT_EQ(origin_.count(), 4u);
+}
+
+}  // namespace
+}  // namespace cachecar::test
