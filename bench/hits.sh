@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# bench/hits.sh — cache-hit throughput of cachecar (memory tier and Redis tier) against
-# nginx proxy_cache, all in front of the same nginx origin, measured in the same run
-# (STYLE.md rule 10).
+# bench/hits.sh — cache-hit throughput of cachecar (memory, Redis and MongoDB tier)
+# against nginx proxy_cache, all in front of the same nginx origin, measured in the same
+# run (STYLE.md rule 10).
 #
 # Usage: bench/hits.sh [--build]
 #   env: DURATION=10 (seconds per wrk run)  ROUNDS=3  CONNECTIONS=64
 #        CACHECAR_BIN=build/cachecar  KEEP_TMP=1 (keep the temp dir with configs/logs)
+#        MONGO_TEST_SERVER_BIN=build/tests/cachecar_mongo_test_server
 # See bench/README.md.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 CACHECAR_BIN=${CACHECAR_BIN:-$ROOT/build/cachecar}
+# The MongoDB wire-protocol test server (no real MongoDB can be installed here).
+MONGO_TEST_SERVER_BIN=${MONGO_TEST_SERVER_BIN:-$ROOT/build/tests/cachecar_mongo_test_server}
 SERVER_CPU=${SERVER_CPU:-0}   # server under test
 CLIENT_CPU=${CLIENT_CPU:-1}   # wrk (and the idle origin)
 BODY_BYTES=1024
@@ -23,7 +26,7 @@ BUILD=0
 for arg in "$@"; do
   case $arg in
     --build) BUILD=1 ;;
-    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -37,11 +40,13 @@ WORK=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]}"; do
+  local pid i
+  # Reverse start order, one at a time: the servers under test stop before the origin,
+  # redis-server and the MongoDB test server they talk to (cachecar ends its MongoDB
+  # sessions on exit).
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
     kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
     # Wait up to 5 s for a graceful exit, then force it.
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -101,6 +106,13 @@ if [[ $BUILD == 1 || ! -x $CACHECAR_BIN ]]; then
   cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release -DCACHECAR_TESTS=OFF \
     -DCACHECAR_WERROR=OFF >&2
   cmake --build "$ROOT/build" -j2 --target cachecar >&2
+fi
+if [[ ! -x $MONGO_TEST_SERVER_BIN ]]; then
+  [[ $MONGO_TEST_SERVER_BIN == "$ROOT/build/tests/cachecar_mongo_test_server" ]] ||
+    die "MONGO_TEST_SERVER_BIN=$MONGO_TEST_SERVER_BIN is not executable"
+  log "building the MongoDB test server (build/, needs CACHECAR_TESTS=ON there)"
+  cmake --build "$ROOT/build" -j1 --target cachecar_mongo_test_server >&2 ||
+    die "cannot build cachecar_mongo_test_server in build/ (configure it with -DCACHECAR_TESTS=ON, or set MONGO_TEST_SERVER_BIN)"
 fi
 
 mkdir -p "$ROOT/bench/out"
@@ -239,11 +251,32 @@ done
 [[ $(rcli PING 2>/dev/null) == PONG ]] || die "redis-server did not answer PING on 127.0.0.1:$REDIS_PORT within 10 s"
 log "redis: 127.0.0.1:$REDIS_PORT (pid $REDIS_PID, CPU $SERVER_CPU)"
 
+# ---------------------------------------------------------------- mongo test server
+# The project's MongoDB wire-protocol test server (tests/support/mongo_test_server.*) as
+# a process, for cachecar's MongoDB tier. Pinned to the server CPU like redis-server: it
+# does work on every MongoDB-tier hit. --port 0: the kernel picks a free port, which the
+# server prints ("listening on PORT").
+taskset -c "$SERVER_CPU" "$MONGO_TEST_SERVER_BIN" --port 0 >"$WORK/mongo-server.log" 2>&1 &
+MONGO_PID=$!
+PIDS+=("$MONGO_PID")
+MONGO_PORT=""
+for _ in $(seq 100); do
+  kill -0 "$MONGO_PID" 2>/dev/null || die "the MongoDB test server exited during start-up"
+  MONGO_PORT=$(awk '/^listening on [0-9]+$/ {print $3; exit}' "$WORK/mongo-server.log")
+  [[ -n $MONGO_PORT ]] && break
+  sleep 0.1
+done
+[[ -n $MONGO_PORT ]] || die "the MongoDB test server did not print 'listening on PORT' within 10 s"
+TAKEN_PORTS+="$MONGO_PORT "
+log "mongo test server: 127.0.0.1:$MONGO_PORT (pid $MONGO_PID, CPU $SERVER_CPU)"
+
 # ---------------------------------------------------------------- cachecar
-# Two instances: "cachecar-memory" has only the memory tier (exactly the configuration
+# Three instances: "cachecar-memory" has only the memory tier (exactly the configuration
 # this benchmark measured before Redis existed), "cachecar-redis" serves its route from
-# Redis only. Separate processes keep the memory case free of anything Redis brings
-# (connections, purge subscription, timers) and give each case its own CPU accounting.
+# Redis only, "cachecar-mongo" from MongoDB only (no Redis configured, so its generations
+# live in MongoDB too). Separate processes keep each case free of what the others bring
+# (connections, purge subscription, worker threads, timers) and give each case its own
+# CPU accounting.
 # start_cachecar NAME: writes $WORK/NAME.yaml from stdin, starts it; sets STARTED_PID,
 # STARTED_PORT.
 start_cachecar() {
@@ -298,6 +331,25 @@ routes:
 EOF
 CR_PID=$STARTED_PID; CR_PORT=$STARTED_PORT
 
+MONGO_TIMEOUT=200ms
+start_cachecar cachecar-mongo <<EOF
+server:
+  listen: 127.0.0.1:@PORT@
+  upstream: http://127.0.0.1:$ORIGIN_PORT
+  admin_listen: 127.0.0.1:@ADMIN@
+  namespace: bench-mongo
+  threads: 1
+tiers:
+  memory: { max_bytes: 64MiB }
+  mongo: { uri: "mongodb://127.0.0.1:$MONGO_PORT/?serverSelectionTimeoutMS=1000", database: bench, collection: cache, timeout: $MONGO_TIMEOUT }
+routes:
+  - name: videos
+    match: GET $PATH_UNDER_TEST
+    tiers: [mongo]
+    ttl: 1h
+EOF
+CM_PID=$STARTED_PID; CM_PORT=$STARTED_PORT
+
 # ---------------------------------------------------------------- nginx proxy_cache
 free_port; NX_PORT=$FREE_PORT
 mkdir -p "$WORK/nginx/cache"
@@ -334,16 +386,18 @@ log "nginx proxy_cache: 127.0.0.1:$NX_PORT (pid $NX_PID, CPU $SERVER_CPU)"
 
 # ---------------------------------------------------------------- warm + verify
 # Measured in this order in every round.
-NAMES=(cachecar-memory cachecar-redis nginx)
+NAMES=(cachecar-memory cachecar-redis cachecar-mongo nginx)
 declare -A LABEL=([cachecar-memory]="cachecar (memory tier)" [cachecar-redis]="cachecar (redis tier)"
-                  [nginx]="nginx proxy_cache")
+                  [cachecar-mongo]="cachecar (mongo tier)" [nginx]="nginx proxy_cache")
 declare -A URL=([cachecar-memory]="http://127.0.0.1:$CC_PORT$PATH_UNDER_TEST"
                 [cachecar-redis]="http://127.0.0.1:$CR_PORT$PATH_UNDER_TEST"
+                [cachecar-mongo]="http://127.0.0.1:$CM_PORT$PATH_UNDER_TEST"
                 [nginx]="http://127.0.0.1:$NX_PORT$PATH_UNDER_TEST")
-declare -A PID_OF=([cachecar-memory]=$CC_PID [cachecar-redis]=$CR_PID [nginx]=$NX_PID)
-declare -A HIT_HEADER=([cachecar-memory]=x-cache [cachecar-redis]=x-cache [nginx]=x-cache-status)
+declare -A PID_OF=([cachecar-memory]=$CC_PID [cachecar-redis]=$CR_PID [cachecar-mongo]=$CM_PID [nginx]=$NX_PID)
+declare -A HIT_HEADER=([cachecar-memory]=x-cache [cachecar-redis]=x-cache [cachecar-mongo]=x-cache
+                       [nginx]=x-cache-status)
 # The tier that must answer (X-Cache-Tier); empty: not checked.
-declare -A WANT_TIER=([cachecar-memory]=memory [cachecar-redis]=redis [nginx]="")
+declare -A WANT_TIER=([cachecar-memory]=memory [cachecar-redis]=redis [cachecar-mongo]=mongo [nginx]="")
 declare -A RESP_BYTES=()
 
 # header_value FILE NAME: value of header NAME (lower case) in a curl -D dump.
@@ -356,6 +410,7 @@ verify_hit() {
   local name=$1 hdr=$WORK/$1.headers body=$WORK/$1.body code value size
   kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name (pid ${PID_OF[$name]}) is not running"
   kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server (pid $REDIS_PID) is not running"
+  kill -0 "$MONGO_PID" 2>/dev/null || die "the MongoDB test server (pid $MONGO_PID) is not running"
   code=$(curl -s --max-time 5 -D "$hdr" -o "$body" -w '%{http_code} %{size_header}' "${URL[$name]}") ||
     die "$name: curl ${URL[$name]} failed"
   size=${code#* }
@@ -374,20 +429,20 @@ verify_hit() {
 
 for name in "${NAMES[@]}"; do
   curl -s -o /dev/null --max-time 5 "${URL[$name]}" || die "$name: warm-up request failed"
-  if [[ $name == cachecar-redis ]]; then
-    # The store to Redis runs in the background after the miss response: poll until a
-    # response comes from Redis (bounded).
-    tier=""
+  if [[ $name == cachecar-redis || $name == cachecar-mongo ]]; then
+    # The store to Redis / MongoDB runs in the background after the miss response:
+    # poll until a response comes from that tier (bounded).
+    want=${WANT_TIER[$name]} tier=""
     for try in $(seq 50); do
       curl -s -o /dev/null --max-time 5 -D "$WORK/warm.headers" "${URL[$name]}" ||
         die "$name: warm-up request failed"
       tier=$(header_value "$WORK/warm.headers" x-cache-tier)
-      [[ $tier == redis ]] && break
+      [[ $tier == "$want" ]] && break
       sleep 0.1
     done
-    [[ $tier == redis ]] ||
-      die "$name: no response from the redis tier after 50 tries ($(tr -d '\r' <"$WORK/warm.headers" | tr '\n' '|'))"
-    log "$name: first X-Cache-Tier: redis after $try poll(s)"
+    [[ $tier == "$want" ]] ||
+      die "$name: no response from the $want tier after 50 tries ($(tr -d '\r' <"$WORK/warm.headers" | tr '\n' '|'))"
+    log "$name: first X-Cache-Tier: $want after $try poll(s)"
   fi
   verify_hit "$name"
   log "$name: warm, 200 HIT (${RESP_BYTES[$name]} bytes per response)"
@@ -422,7 +477,8 @@ to_ms() {
 # server_ticks NAME: CPU time (utime+stime, clock ticks) used so far by the processes
 # that serve requests: cachecar (all threads), nginx's workers.
 CLK_TCK=$(getconf CLK_TCK)
-# For the Redis case that includes redis-server, which does part of the work of every hit.
+# For the Redis case that includes redis-server, for the MongoDB case the MongoDB test
+# server: they do part of the work of every hit.
 proc_ticks() {
   local p total=0
   for p in "$@"; do
@@ -435,6 +491,7 @@ server_ticks() {
   case $1 in
     nginx) proc_ticks $(pgrep -P "${PID_OF[$1]}" -f 'worker process') ;;
     cachecar-redis) proc_ticks "${PID_OF[$1]}" "$REDIS_PID" ;;
+    cachecar-mongo) proc_ticks "${PID_OF[$1]}" "$MONGO_PID" ;;
     *) proc_ticks "${PID_OF[$1]}" ;;
   esac
 }
@@ -447,6 +504,18 @@ redis_calls() {
 : >"$WORK/redis-calls.txt"  # per Redis-case run: "command calls" deltas
 REDIS_REQS=0 REDIS_TICKS=0 REDIS_CASE_TICKS=0
 
+# mongo_segs_in: TCP segments carrying data that the MongoDB test server's sockets have
+# received so far (`ss -i` data_segs_in, summed over its established connections). The
+# test server keeps its command counts inside its process, so this is the only outside
+# view: one request message per segment here (small OP_MSG commands, one command in
+# flight per connection), so the delta per hit approximates commands per hit.
+# It includes the driver's monitoring `hello`s (a few per second).
+mongo_segs_in() {
+  ss -Htin state established "( sport = :$MONGO_PORT )" 2>/dev/null |
+    grep -o 'data_segs_in:[0-9]*' | awk -F: '{n += $2} END {print n + 0}'
+}
+MONGO_REQS=0 MONGO_TICKS=0 MONGO_CASE_TICKS=0 MONGO_SEGS=0
+
 declare -A RPS=() P50=() P99=() EFF=()
 for name in "${NAMES[@]}"; do RPS[$name]=""; P50[$name]=""; P99[$name]=""; EFF[$name]=""; done
 
@@ -457,6 +526,8 @@ for round in $(seq "$ROUNDS"); do
     origin0=$(origin_requests)
     if [[ $name == cachecar-redis ]]; then
       calls0=$(redis_calls); rticks0=$(proc_ticks "$REDIS_PID")
+    elif [[ $name == cachecar-mongo ]]; then
+      segs0=$(mongo_segs_in); mticks0=$(proc_ticks "$MONGO_PID")
     fi
     ticks0=$(server_ticks "$name")
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${URL[$name]}" >"$out" 2>&1 ||
@@ -465,6 +536,9 @@ for round in $(seq "$ROUNDS"); do
     if [[ $name == cachecar-redis ]]; then
       rticks1=$(proc_ticks "$REDIS_PID" 2>/dev/null || echo 0)
       calls1=$(redis_calls 2>/dev/null || true)
+    elif [[ $name == cachecar-mongo ]]; then
+      mticks1=$(proc_ticks "$MONGO_PID" 2>/dev/null || echo 0)
+      segs1=$(mongo_segs_in)
     fi
     if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
       cat "$out" >&2
@@ -496,6 +570,13 @@ for round in $(seq "$ROUNDS"); do
       awk 'NR == FNR {b[$1] = $2; next} $1 != "info" && $2 - b[$1] > 0 {print $1, $2 - b[$1]}' \
         <(echo "$calls0") <(echo "$calls1") >>"$WORK/redis-calls.txt"
       log "  redis-server CPU $(awk -v t=$((rticks1 - rticks0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}') s of that"
+    elif [[ $name == cachecar-mongo ]]; then
+      MONGO_REQS=$((MONGO_REQS + nreq))
+      MONGO_TICKS=$((MONGO_TICKS + mticks1 - mticks0))
+      MONGO_CASE_TICKS=$((MONGO_CASE_TICKS + ticks1 - ticks0))
+      MONGO_SEGS=$((MONGO_SEGS + segs1 - segs0))
+      log "  mongo test server CPU $(awk -v t=$((mticks1 - mticks0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}') s of that," \
+          "$(awk -v s=$((segs1 - segs0)) -v n="$nreq" 'BEGIN {printf "%.2f", (n > 0 ? s / n : 0)}') request segments per hit"
     fi
     verify_hit "$name"
     # Every wrk request and the check above must have been a hit.
@@ -548,14 +629,16 @@ ratio_row() {
 redis_per_hit=$(awk -v n="$REDIS_REQS" '{c[$1] += $2} END { for (k in c) printf "%s %.2f\n", k, (n > 0 ? c[k] / n : 0) }' \
   "$WORK/redis-calls.txt" | sort -k2,2gr -k1,1 | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
 redis_share=$(awk -v r="$REDIS_TICKS" -v t="$REDIS_CASE_TICKS" 'BEGIN { printf "%.0f", (t > 0 ? 100 * r / t : 0) }')
+mongo_share=$(awk -v r="$MONGO_TICKS" -v t="$MONGO_CASE_TICKS" 'BEGIN { printf "%.0f", (t > 0 ? 100 * r / t : 0) }')
+mongo_segs_per_hit=$(awk -v s="$MONGO_SEGS" -v n="$MONGO_REQS" 'BEGIN { printf "%.2f", (n > 0 ? s / n : 0) }')
 
 {
   echo "# cachecar cache-hit benchmark — $(date '+%Y-%m-%d %H:%M:%S %Z')"
   echo
-  echo "All three servers answer \`GET $PATH_UNDER_TEST\` from cache (a fixed ${BODY_BYTES}-byte JSON"
+  echo "All four servers answer \`GET $PATH_UNDER_TEST\` from cache (a fixed ${BODY_BYTES}-byte JSON"
   echo "body from an nginx origin); every measured request was a 200 HIT from the expected tier"
-  echo "(origin requests during the runs: $origin_during). Servers and redis-server pinned to"
-  echo "CPU $SERVER_CPU, wrk to CPU $CLIENT_CPU."
+  echo "(origin requests during the runs: $origin_during). Servers, redis-server and the MongoDB"
+  echo "test server pinned to CPU $SERVER_CPU, wrk to CPU $CLIENT_CPU."
   echo
   echo "| server | req/s (median) | p50 ms | p99 ms | req per server CPU-s | req/s per round | bytes/response |"
   echo "|---|---:|---:|---:|---:|---|---:|"
@@ -569,10 +652,18 @@ redis_share=$(awk -v r="$REDIS_TICKS" -v t="$REDIS_CASE_TICKS" 'BEGIN { printf "
   ratio_row cachecar-memory nginx
   ratio_row cachecar-redis nginx
   ratio_row cachecar-redis cachecar-memory
+  ratio_row cachecar-mongo nginx
+  ratio_row cachecar-mongo cachecar-memory
   echo
   echo "Redis tier: server CPU is cachecar's plus redis-server's (${redis_share}% of it was"
   echo "redis-server). Redis commands per hit (INFO commandstats; commands run inside Lua"
   echo "scripts count too): ${redis_per_hit:-none}."
+  echo
+  echo "MongoDB tier: served by the project's MongoDB **wire-protocol test server**, not a real"
+  echo "MongoDB: its absolute numbers say little about MongoDB; the ratios show cachecar's cost"
+  echo "on this path. Server CPU is cachecar's plus the test server's (${mongo_share}% of it was"
+  echo "the test server). Request segments received by the test server per hit (\`ss -i\`"
+  echo "data_segs_in; approximates commands, includes the driver's monitoring): ${mongo_segs_per_hit}."
   echo
   if ((LOAD_BEFORE >= 10 || LOAD_AFTER >= 10)); then
     echo "> **Warning:** the machine was not idle (other processes used ${LOAD_BEFORE}% of all CPUs"
@@ -582,8 +673,9 @@ redis_share=$(awk -v r="$REDIS_TICKS" -v t="$REDIS_CASE_TICKS" 'BEGIN { printf "
   echo "| setting | value |"
   echo "|---|---|"
   echo "| wrk | \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\`, $ROUNDS round(s), servers alternating (${NAMES[*]}) |"
-  echo "| cachecar | $("$CACHECAR_BIN" --version 2>&1 | head -1), git $git_rev, threads: 1, access log to /dev/null; two instances (memory-only, redis-only route) |"
+  echo "| cachecar | $("$CACHECAR_BIN" --version 2>&1 | head -1), git $git_rev, threads: 1, access log to /dev/null; three instances (memory-only, redis-only, mongo-only route) |"
   echo "| redis | $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), \`--save \"\" --appendonly no\`, on CPU $SERVER_CPU; cachecar \`timeout: $REDIS_TIMEOUT, pool: $REDIS_POOL\` |"
+  echo "| mongo | \`$(basename "$MONGO_TEST_SERVER_BIN")\` (wire-protocol test server, not MongoDB), on CPU $SERVER_CPU; cachecar \`timeout: $MONGO_TIMEOUT\`, no Redis (generations in MongoDB) |"
   echo "| nginx | $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1, access_log off, proxy_cache_path on $(stat -f -c %T "$WORK" 2>/dev/null || echo "?") ($(dirname "$WORK")) |"
   echo "| CPU | $cpu_model |"
   echo "| nproc | $ncpu |"
