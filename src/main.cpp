@@ -3,8 +3,10 @@
 #include <cachecar/config/config.hpp>
 #include <cachecar/net.hpp>
 
-#include <spdlog/sinks/stdout_sinks.h>
+#include <cachecar/logging.hpp>
+
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <csignal>
 #include <functional>
@@ -91,8 +93,8 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    spdlog::set_default_logger(spdlog::stderr_logger_mt("cachecar"));
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z [%n] %l: %v");
+    auto log = cachecar::logging::get("cachecar");
+    spdlog::set_default_logger(log);
 
     // Signals are handled on their own context so a busy proxy cannot delay them.
     cachecar::net::io_context signals_io;
@@ -102,21 +104,29 @@ int main(int argc, char** argv) {
     std::unique_ptr<cachecar::app> daemon;
     try {
         daemon = std::make_unique<cachecar::app>(std::move(*loaded.value));
+        // systemd Type=notify: READY=1 once listening, RELOADING=1/READY=1 around
+        // reloads, STOPPING=1, and WATCHDOG=1 from the event loop. Without
+        // NOTIFY_SOCKET (not under systemd) sd_notify does nothing.
+        daemon->set_notifier([](const std::string& state) { sd_notify(0, state.c_str()); });
+        std::uint64_t watchdog_usec = 0;
+        if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+            daemon->enable_watchdog(std::chrono::microseconds(watchdog_usec / 2));
+        }
         daemon->start();
     } catch (const std::exception& e) {
-        spdlog::critical("cannot start: {}", e.what());
+        log->critical("cannot start: {}", e.what());
         return 1;
     }
 
     std::function<void(cachecar::error_code, int)> on_signal = [&](cachecar::error_code ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
-            spdlog::info("SIGHUP: reloading");
+            log->info("SIGHUP: reloading");
             daemon->reload();
             signals.async_wait(on_signal);
             return;
         }
-        spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        log->info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         daemon->stop();
         signals_io.stop();
     };

@@ -1,4 +1,5 @@
 #include <cachecar/admin/admin_api.hpp>
+#include <cachecar/logging.hpp>
 
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
@@ -65,7 +66,7 @@ config::limits_config admin_api::limits() const {
 void admin_api::on_complete(const http::request& req, const http::reply& r, const http::connection_info& conn,
                             std::chrono::steady_clock::duration) {
     if (req.method() != bh::verb::get) {
-        spdlog::info("admin: {} {} {} -> {}", conn.client_address, req.method_string(), req.target(), r.status());
+        logging::get("admin")->info("admin: {} {} {} -> {}", conn.client_address, req.method_string(), req.target(), r.status());
     }
 }
 

@@ -1,4 +1,5 @@
 #include <cachecar/app/app.hpp>
+#include <cachecar/logging.hpp>
 
 #include <cachecar/cache/memory/memory_tier.hpp>
 #include <cachecar/cache/mongo/mongo_tier.hpp>
@@ -7,6 +8,8 @@
 #include <cachecar/cache/tier_chain.hpp>
 #include <cachecar/http/proxy.hpp>
 #include <cachecar/http/server.hpp>
+
+#include <cachecar/logging.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -104,6 +107,7 @@ struct app::impl {
                 admin::admin_hooks{[this] { return reload_from_file(); }, [this] { return gauges(); }}),
           client_server(io, proxy, "proxy"),
           admin_server(io, admin, "admin") {
+        logging::apply(cfg.logging);
         auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
         if (redis) {
             tiers.set_tier(config::tier_kind::redis,
@@ -132,15 +136,17 @@ struct app::impl {
             admin::reload_outcome out;
             for (const auto& d : loaded.errors) out.errors.push_back(d.to_string());
             metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
-            spdlog::error("reload of {} rejected ({} problems); still serving the previous config", file,
+            logging::get("cachecar")->error("reload of {} rejected ({} problems); still serving the previous config", file,
                           loaded.errors.size());
-            for (const auto& e : out.errors) spdlog::error("  {}", e);
+            for (const auto& e : out.errors) logging::get("cachecar")->error("  {}", e);
             return out;
         }
+        notify("RELOADING=1");
         auto out = apply(std::move(*loaded.value));
+        notify("READY=1");
         if (!out.ok) {
-            spdlog::error("reload of {} rejected; still serving the previous config", file);
-            for (const auto& e : out.errors) spdlog::error("  {}", e);
+            logging::get("cachecar")->error("reload of {} rejected; still serving the previous config", file);
+            for (const auto& e : out.errors) logging::get("cachecar")->error("  {}", e);
         }
         return out;
     }
@@ -176,26 +182,47 @@ struct app::impl {
             metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
             return out;
         }
+        // New addresses are bound before the old ones close; if binding fails, the
+        // whole reload is rejected and nothing changes.
         if (next.server.listen.host != cur.server.listen.host || next.server.listen.port != cur.server.listen.port) {
-            out.warnings.push_back("server.listen changed; takes effect after a restart");
-            next.server.listen = cur.server.listen;
+            try {
+                client_server.listen(next.server.listen);
+                logging::get("cachecar")->info("now listening on {}:{}", next.server.listen.host, client_server.port());
+            } catch (const std::exception& e) {
+                out.errors.push_back("cannot listen on " + next.server.listen.host + ":" +
+                                     std::to_string(next.server.listen.port) + ": " + e.what());
+                metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+                return out;
+            }
         }
         if (!same_endpoint(next.server.admin_listen, cur.server.admin_listen)) {
-            out.warnings.push_back("server.admin_listen changed; takes effect after a restart");
-            next.server.admin_listen = cur.server.admin_listen;
+            if (next.server.admin_listen && cur.server.admin_listen) {
+                try {
+                    admin_server.listen(*next.server.admin_listen);
+                } catch (const std::exception& e) {
+                    out.errors.push_back("cannot listen on " + next.server.admin_listen->host + ":" +
+                                         std::to_string(next.server.admin_listen->port) + ": " + e.what());
+                    metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
+                    return out;
+                }
+            } else {
+                out.warnings.push_back("enabling or disabling admin_listen takes effect after a restart");
+                next.server.admin_listen = cur.server.admin_listen;
+            }
         }
         if (next.server.threads != cur.server.threads) {
             out.warnings.push_back("server.threads changed; takes effect after a restart");
         }
         if (next.server.key_namespace != cur.server.key_namespace) {
             // Entries of the old namespace simply stop being found; nothing to migrate.
-            spdlog::info("namespace changed from {} to {}", cur.server.key_namespace, next.server.key_namespace);
+            logging::get("cachecar")->info("namespace changed from {} to {}", cur.server.key_namespace, next.server.key_namespace);
         }
         if (next.tiers.memory.max_bytes != memory->max_bytes()) memory->resize(next.tiers.memory.max_bytes);
         // Reuse the upstream pool (and its warm connections) unless its settings changed.
         auto pool = same_upstream(cur, next)
                         ? current->upstream
                         : std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(next));
+        logging::apply(next.logging);
         try {
             snapshots.store(std::make_shared<const http::snapshot>(std::move(next), metrics, std::move(pool)));
         } catch (const std::exception& e) {
@@ -205,8 +232,8 @@ struct app::impl {
         }
         out.ok = true;
         metrics.get("cachecar_reloads_total", {{"outcome", "ok"}})++;
-        spdlog::info("config reloaded from {}", snapshots.load()->cfg.source_file);
-        for (const auto& w : out.warnings) spdlog::warn("reload: {}", w);
+        logging::get("cachecar")->info("config reloaded from {}", snapshots.load()->cfg.source_file);
+        for (const auto& w : out.warnings) logging::get("cachecar")->warn("reload: {}", w);
         return out;
     }
 
@@ -223,6 +250,21 @@ struct app::impl {
         }
     }
 
+    void notify(const std::string& state) {
+        if (notifier) notifier(state);
+    }
+
+    net::awaitable<void> watchdog_loop(std::chrono::microseconds interval) {
+        net::steady_timer timer(co_await net::this_coro::executor);
+        while (!stopping) {
+            notify("WATCHDOG=1");
+            timer.expires_after(interval);
+            error_code ec;
+            co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+    }
+
+    std::function<void(const std::string&)> notifier;
     unsigned threads;
     net::io_context io;
     net::executor_work_guard<net::io_context::executor_type> work;
@@ -261,19 +303,31 @@ void app::start() {
     for (unsigned i = 0; i < impl_->threads; ++i) {
         impl_->io_threads.emplace_back([this] { impl_->io.run(); });
     }
-    spdlog::info("listening on {}:{} (upstream {}, admin {}), {} threads, namespace {}", snap->cfg.server.listen.host,
+    logging::get("cachecar")->info("listening on {}:{} (upstream {}, admin {}), {} threads, namespace {}", snap->cfg.server.listen.host,
                  port(), snap->cfg.server.upstream_url,
                  snap->cfg.server.admin_listen
                      ? snap->cfg.server.admin_listen->host + ":" + std::to_string(admin_port())
                      : std::string("disabled"),
                  impl_->threads, snap->cfg.server.key_namespace);
+    impl_->notify("READY=1\nSTATUS=serving");
+}
+
+void app::set_notifier(std::function<void(const std::string&)> notify) { impl_->notifier = std::move(notify); }
+
+void app::enable_watchdog(std::chrono::microseconds interval) {
+    net::co_spawn(net::make_strand(impl_->io), impl_->watchdog_loop(interval), net::detached);
 }
 
 std::uint16_t app::port() const { return impl_->client_server.port(); }
 std::uint16_t app::admin_port() const { return impl_->admin_server.port(); }
 
 admin::reload_outcome app::reload() { return impl_->reload_from_file(); }
-admin::reload_outcome app::apply(config::config next) { return impl_->apply(std::move(next)); }
+admin::reload_outcome app::apply(config::config next) {
+    impl_->notify("RELOADING=1");
+    auto out = impl_->apply(std::move(next));
+    impl_->notify("READY=1");
+    return out;
+}
 
 stats::registry& app::metrics() { return impl_->metrics; }
 
@@ -281,6 +335,7 @@ bool app::stop() {
     if (impl_->stopped) return true;
     impl_->stopped = true;
     impl_->stopping = true;
+    impl_->notify("STOPPING=1");
     const auto drain = impl_->snapshots.load()->cfg.limits.drain_timeout;
     impl_->client_server.begin_drain();
     impl_->admin_server.begin_drain();
@@ -289,7 +344,7 @@ bool app::stop() {
     while (impl_->client_server.active_connections() + impl_->admin_server.active_connections() > 0) {
         if (std::chrono::steady_clock::now() >= deadline) {
             drained = false;
-            spdlog::warn("drain timeout ({} ms) passed with {} connections open; closing them", drain.count(),
+            logging::get("cachecar")->warn("drain timeout ({} ms) passed with {} connections open; closing them", drain.count(),
                          impl_->client_server.active_connections());
             impl_->client_server.close_all();
             impl_->admin_server.close_all();
@@ -307,7 +362,7 @@ bool app::stop() {
     for (auto& t : impl_->io_threads) {
         if (t.joinable()) t.join();
     }
-    spdlog::info("stopped{}", drained ? "" : " (drain timed out)");
+    logging::get("cachecar")->info("stopped{}", drained ? "" : " (drain timed out)");
     return drained;
 }
 

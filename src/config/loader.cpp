@@ -377,13 +377,15 @@ private:
         const item* tiers = nullptr;
         const item* routes = nullptr;
         const item* invalidate = nullptr;
-        auto top = entries(root, {"server", "limits", "tiers", "routes", "invalidate"}, "the top level");
+        const item* logging = nullptr;
+        auto top = entries(root, {"server", "limits", "tiers", "routes", "invalidate", "logging"}, "the top level");
         for (const auto& e : top) {
             if (e.key == "server") server = &e.value;
             if (e.key == "limits") limits = &e.value;
             if (e.key == "tiers") tiers = &e.value;
             if (e.key == "routes") routes = &e.value;
             if (e.key == "invalidate") invalidate = &e.value;
+            if (e.key == "logging") logging = &e.value;
         }
         // Fixed order regardless of the file's: routes need to know the tiers.
         if (server) parse_server(*server, cfg.server);
@@ -391,6 +393,44 @@ private:
         if (tiers) parse_tiers(*tiers, cfg.tiers);
         if (routes) parse_routes(*routes, cfg);
         if (invalidate) parse_invalidations(*invalidate, cfg);
+        if (logging) parse_logging(*logging, cfg.logging);
+    }
+
+    // A log level name, or an error at the value's position.
+    bool read_level(const item& v, std::string& out) {
+        auto text = scalar(v);
+        if (!text) return false;
+        for (const char* l : log_levels) {
+            if (*text == l) {
+                out = *text;
+                return true;
+            }
+        }
+        error(v, "bad log level " + quoted(*text) + " (expected trace, debug, info, warn, error, critical or off)");
+        return false;
+    }
+
+    void parse_logging(const item& it, logging_config& lc) {
+        for (const auto& e : entries(it, {"level", "access_log", "levels"}, "logging")) {
+            const item& v = e.value;
+            if (e.key == "level") {
+                read_level(v, lc.level);
+            } else if (e.key == "access_log") {
+                auto text = scalar(v);
+                if (!text) continue;
+                if (*text == "text") lc.access_log = logging_config::access_format::text;
+                else if (*text == "json") lc.access_log = logging_config::access_format::json;
+                else if (*text == "off") lc.access_log = logging_config::access_format::off;
+                else error(v, "bad access_log " + quoted(*text) + " (expected text, json or off)");
+            } else if (e.key == "levels") {
+                // Spelled out (entries() takes a braced list); must match config::log_components.
+                for (const auto& c : entries(v, {"cachecar", "proxy", "admin", "redis", "mongo", "access"},
+                                             "logging.levels")) {
+                    std::string level;
+                    if (read_level(c.value, level)) lc.levels.emplace_back(c.key, level);
+                }
+            }
+        }
     }
 
     void parse_server(const item& it, server_config& s) {

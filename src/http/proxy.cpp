@@ -4,7 +4,10 @@
 #include <cachecar/route/key_builder.hpp>
 
 #include <boost/algorithm/string/predicate.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <cachecar/logging.hpp>
+
+#include <boost/json.hpp>
+#include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -24,18 +27,11 @@ snapshot::snapshot(config::config c, stats::registry& metrics, std::shared_ptr<u
 
 namespace {
 
-std::shared_ptr<spdlog::logger> named_logger(const std::string& name, bool to_stdout) {
-    if (auto existing = spdlog::get(name)) return existing;
-    std::shared_ptr<spdlog::logger> logger;
-    if (to_stdout) {
-        logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stdout_sink_mt>());
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %v");
-    } else {
-        logger = std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z [%n] %l: %v");
-    }
-    spdlog::register_logger(logger);
-    return logger;
+// UTC, millisecond resolution: "2026-11-21T23:57:39.742Z".
+std::string iso_now() {
+    const auto now = std::chrono::system_clock::now();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms);
 }
 
 std::vector<route::header_view> header_views(const request& req) {
@@ -251,12 +247,16 @@ proxy::proxy(snapshot_holder& snapshots, cache::tier_chain& tiers, stats::regist
     : snapshots_(snapshots),
       tiers_(tiers),
       metrics_(metrics),
-      access_log_(named_logger("access", true)),
-      log_(named_logger("proxy", false)) {}
+      access_log_(logging::get("access")),
+      log_(logging::get("proxy")) {}
 
 config::limits_config proxy::limits() const { return snapshots_.load()->cfg.limits; }
 
 void proxy::on_rejected(unsigned status) {
+    if (status == 503) {
+        metrics_.get("cachecar_connections_refused_total", {})++;  // max_connections reached
+        return;
+    }
     metrics_.get("cachecar_bad_requests_total", {{"status", std::to_string(status)}})++;
 }
 
@@ -265,12 +265,29 @@ void proxy::on_complete(const request& req, const reply& r, const connection_inf
     if (!access_log_->should_log(spdlog::level::info)) return;
     const auto ms = std::chrono::duration<double, std::milli>(elapsed).count();
     const auto body_bytes = r.hit ? (r.head_only ? 0 : r.hit->body.size()) : r.message.body().size();
+    const auto stamp = iso_now();
+    if (logging::access_format() == config::logging_config::access_format::json) {
+        // One JSON object per line; serialised by Boost.JSON so every field is escaped.
+        boost::json::object line{{"ts", stamp},
+                                 {"client", conn.client_address},
+                                 {"method", std::string(req.method_string())},
+                                 {"target", std::string(req.target())},
+                                 {"status", r.status()},
+                                 {"bytes", body_bytes},
+                                 {"route", std::string(r.access.route)},
+                                 {"result", std::string(r.access.result)},
+                                 {"tier", std::string(r.access.tier)},
+                                 {"total_ms", ms}};
+        if (r.access.upstream_seconds >= 0) line["upstream_ms"] = r.access.upstream_seconds * 1000.0;
+        access_log_->info(boost::json::serialize(line));
+        return;
+    }
     if (r.access.upstream_seconds >= 0) {
-        access_log_->info("{} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms={:.2f} total_ms={:.2f}",
+        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms={:.2f} total_ms={:.2f}", stamp,
                           conn.client_address, req.method_string(), req.target(), r.status(), body_bytes,
                           r.access.route, r.access.result, r.access.tier, r.access.upstream_seconds * 1000.0, ms);
     } else {
-        access_log_->info("{} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms=- total_ms={:.2f}",
+        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms=- total_ms={:.2f}", stamp,
                           conn.client_address, req.method_string(), req.target(), r.status(), body_bytes,
                           r.access.route, r.access.result, r.access.tier, ms);
     }
@@ -319,6 +336,7 @@ net::awaitable<reply> proxy::serve_pass_through(request& req, const connection_i
         r.message = client_response(*f.upstream, req, {});
     }
     r.access = {"-", "pass", "-", f.upstream_seconds};
+    ++metrics_.requests("-", stats::request_result::pass);  // route "-": matched no route
     co_return r;
 }
 

@@ -1,4 +1,5 @@
 #include <cachecar/http/server.hpp>
+#include <cachecar/logging.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -122,24 +123,43 @@ void server::listen(const config::endpoint& where) {
     net::ip::tcp::resolver resolver(io_);
     auto results = resolver.resolve(where.host, std::to_string(where.port), net::ip::resolver_base::passive);
     auto ep = results.begin()->endpoint();
-    acceptor_ = std::make_unique<net::ip::tcp::acceptor>(net::make_strand(io_));
-    acceptor_->open(ep.protocol());
-    acceptor_->set_option(net::socket_base::reuse_address(true));
-    acceptor_->bind(ep);
-    acceptor_->listen(net::socket_base::max_listen_connections);
-    net::co_spawn(acceptor_->get_executor(), accept_loop(), net::detached);
+    // Bind the new listener before giving up the old one: a failed rebind on reload
+    // leaves the running listener untouched.
+    auto fresh = std::make_shared<net::ip::tcp::acceptor>(net::make_strand(io_));
+    fresh->open(ep.protocol());
+    fresh->set_option(net::socket_base::reuse_address(true));
+    fresh->bind(ep);
+    fresh->listen(net::socket_base::max_listen_connections);
+    std::shared_ptr<net::ip::tcp::acceptor> old;
+    {
+        std::lock_guard lock(acceptor_mutex_);
+        old = std::exchange(acceptor_, fresh);
+        port_ = fresh->local_endpoint().port();
+    }
+    if (old) {
+        net::post(old->get_executor(), [old] {
+            error_code ignored;
+            old->close(ignored);  // its accept loop ends; established connections carry on
+        });
+    }
+    net::co_spawn(fresh->get_executor(), accept_loop(fresh), net::detached);
 }
 
-std::uint16_t server::port() const { return acceptor_ ? acceptor_->local_endpoint().port() : 0; }
+std::uint16_t server::port() const { return port_.load(); }
 
 std::size_t server::active_connections() const { return active_.load(); }
 
 void server::begin_drain() {
     draining_ = true;
-    if (acceptor_) {
-        net::post(acceptor_->get_executor(), [this] {
+    std::shared_ptr<net::ip::tcp::acceptor> a;
+    {
+        std::lock_guard lock(acceptor_mutex_);
+        a = acceptor_;
+    }
+    if (a) {
+        net::post(a->get_executor(), [a] {
             error_code ignored;
-            acceptor_->close(ignored);
+            a->close(ignored);
         });
     }
     std::lock_guard lock(sessions_mutex_);
@@ -155,15 +175,15 @@ void server::close_all() {
     }
 }
 
-net::awaitable<void> server::accept_loop() {
+net::awaitable<void> server::accept_loop(std::shared_ptr<net::ip::tcp::acceptor> acceptor) {
     for (;;) {
         error_code ec;
-        auto sock = co_await acceptor_->async_accept(net::make_strand(io_), net::redirect_error(net::use_awaitable, ec));
+        auto sock = co_await acceptor->async_accept(net::make_strand(io_), net::redirect_error(net::use_awaitable, ec));
         if (ec) {
-            if (ec == net::error::operation_aborted || draining_) co_return;
+            if (ec == net::error::operation_aborted || draining_ || !acceptor->is_open()) co_return;
             // EMFILE and friends: back off briefly instead of spinning.
-            spdlog::warn("{}: accept failed: {}", name_, ec.message());
-            net::steady_timer t(acceptor_->get_executor(), std::chrono::milliseconds(50));
+            logging::get("proxy")->warn("{}: accept failed: {}", name_, ec.message());
+            net::steady_timer t(acceptor->get_executor(), std::chrono::milliseconds(50));
             co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
             continue;
         }

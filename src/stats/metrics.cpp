@@ -84,13 +84,13 @@ std::string format_double(double v) {
 
 // HELP texts for the families cachecar exports; unknown families get a generic one.
 std::string_view help_for(std::string_view name) {
-    if (name == "cachecar_requests_total") return "Requests by route and result (hit, miss, stale, bypass, pass, write, error).";
+    if (name == "cachecar_requests_total") return "Requests by route and result (hit, miss, stale, bypass, pass, write, error); route \"-\" = matched no route.";
     if (name == "cachecar_tier_ops_total") return "Tier operations by tier, operation and outcome.";
     if (name == "cachecar_route_stores_total") return "Responses stored, by route.";
     if (name == "cachecar_route_purges_total") return "Category purges triggered, by route.";
     if (name == "cachecar_route_errors_total") return "Requests answered with an error because the upstream failed, by route.";
     if (name == "cachecar_stale_served_total") return "Expired entries served because the upstream failed (stale_if_error), by route.";
-    if (name == "cachecar_upstream_errors_total") return "Upstream failures by kind (connect, timeout, read, status_5xx).";
+    if (name == "cachecar_upstream_errors_total") return "Upstream failures by kind (connect, timeout, io, status_5xx).";
     if (name == "cachecar_coalesced_total") return "Requests answered by another request's upstream fetch.";
     if (name == "cachecar_not_stored_total") return "Cacheable responses not stored, by reason.";
     if (name == "cachecar_bad_requests_total") return "Requests rejected before routing, by status.";

@@ -7,7 +7,10 @@
 #include <cachecar/config/config.hpp>
 #include <cachecar/stats/metrics.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <memory>
 
 namespace cachecar {
@@ -36,6 +39,13 @@ public:
     bool stop();
 
     stats::registry& metrics();
+
+    // Service-manager notifications ("READY=1", "RELOADING=1", "STOPPING=1",
+    // "WATCHDOG=1"); main() wires this to sd_notify. Set before start().
+    void set_notifier(std::function<void(const std::string& state)> notify);
+    // Sends "WATCHDOG=1" every `interval` from the I/O threads' event loop, so a
+    // wedged loop stops the pings and the service manager restarts the process.
+    void enable_watchdog(std::chrono::microseconds interval);
 
 private:
     struct impl;

@@ -101,6 +101,17 @@ struct invalidate_config {
     source_location where;
 };
 
+// Logging (not in SPEC's example matrix; all optional). Components: cachecar (start-up,
+// reload, lifecycle), proxy, admin, redis, mongo, access (the access log).
+struct logging_config {
+    std::string level = "info";  // trace, debug, info, warn, error, critical, off
+    enum class access_format { text, json, off };
+    access_format access_log = access_format::text;
+    std::vector<std::pair<std::string, std::string>> levels;  // component -> level
+};
+inline constexpr const char* log_components[] = {"cachecar", "proxy", "admin", "redis", "mongo", "access"};
+inline constexpr const char* log_levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
 struct config {
     std::string source_file;  // the file it was loaded from ("<string>" for load_string)
     server_config server;
@@ -108,6 +119,7 @@ struct config {
     tiers_config tiers;
     std::vector<route_config> routes;
     std::vector<invalidate_config> invalidations;
+    logging_config logging;
 };
 
 struct diagnostic {

@@ -63,6 +63,8 @@ public:
     ~server();
 
     // Binds and starts accepting. Throws boost::system::system_error if it cannot bind.
+    // Called again (reload with a new address), it binds the new address first and
+    // only then stops accepting on the old one; open connections are unaffected.
     void listen(const config::endpoint& where);
     std::uint16_t port() const;
 
@@ -75,13 +77,15 @@ public:
 
 private:
     struct session;
-    net::awaitable<void> accept_loop();
+    net::awaitable<void> accept_loop(std::shared_ptr<net::ip::tcp::acceptor> acceptor);
     net::awaitable<void> run_session(std::shared_ptr<session> s);
 
     net::io_context& io_;
     request_handler& handler_;
     std::string name_;
-    std::unique_ptr<net::ip::tcp::acceptor> acceptor_;
+    std::mutex acceptor_mutex_;
+    std::shared_ptr<net::ip::tcp::acceptor> acceptor_;
+    std::atomic<std::uint16_t> port_{0};
     std::atomic<bool> draining_{false};
     mutable std::mutex sessions_mutex_;
     std::list<std::weak_ptr<session>> sessions_;

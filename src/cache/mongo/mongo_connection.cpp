@@ -1,6 +1,9 @@
 #include "cache/mongo/mongo_connection_impl.hpp"
+#include <cachecar/logging.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
 
 namespace cachecar::cache::mongo {
 
@@ -26,12 +29,15 @@ public:
 
 void route_driver_log(mongoc_log_level_t level, const char* domain, const char* message, void*) {
     // The driver is chatty at debug levels; keep what an operator needs.
-    if (level <= MONGOC_LOG_LEVEL_WARNING) spdlog::warn("mongoc [{}]: {}", domain, message);
+    if (level <= MONGOC_LOG_LEVEL_WARNING) logging::get("mongo")->warn("mongoc [{}]: {}", domain, message);
 }
 
 void init_driver_once() {
     static std::once_flag once;
     std::call_once(once, [] {
+        // The driver's shared-memory counters leave a /dev/shm/mongoc-<pid> file per
+        // process (even `cachecar --check`); cachecar exports its own metrics.
+        ::setenv("MONGOC_DISABLE_SHM", "1", 0);
         mongoc_init();
         mongoc_log_set_handler(route_driver_log, nullptr);
     });
@@ -103,7 +109,7 @@ void mongo_connection::impl::record_success() {
     backoff_ms = 100;
     open_until = 0;
     if (!up.exchange(true)) {
-        spdlog::info("mongo: up ({})", options.database);
+        logging::get("mongo")->info("mongo: up ({})", options.database);
         if (ev.on_state_change) ev.on_state_change(true);
     }
 }
@@ -116,7 +122,7 @@ void mongo_connection::impl::record_failure(std::string_view what) {
         open_until = ticks(steady::now() + std::chrono::milliseconds(backoff));
         backoff_ms = std::min(backoff * 2, 1000);
         if (up.exchange(false) || failures == 3) {
-            spdlog::warn("mongo: marked down after {} ({} consecutive failures)", what, failures);
+            logging::get("mongo")->warn("mongo: marked down after {} ({} consecutive failures)", what, failures);
             if (ev.on_state_change) ev.on_state_change(false);
         }
     }
@@ -278,7 +284,7 @@ void mongo_connection::start(net::any_io_executor ex) {
                     std::function<result<bool>(mongoc_client_t*)> job1 = [db, coll](mongoc_client_t* c) { return create_indexes(c, db, coll); };
                     auto r = co_await im.run<bool>(std::move(job1));
                     indexed = r.has_value();
-                    if (!indexed) spdlog::warn("mongo: cannot create indexes yet: {}", r.error().message());
+                    if (!indexed) logging::get("mongo")->warn("mongo: cannot create indexes yet: {}", r.error().message());
                 }
                 if (std::chrono::steady_clock::now() - last_flush >= std::chrono::seconds(1)) {
                     last_flush = std::chrono::steady_clock::now();

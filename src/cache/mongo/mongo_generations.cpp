@@ -1,4 +1,5 @@
 #include "cache/mongo/mongo_connection_impl.hpp"
+#include <cachecar/logging.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -136,7 +137,7 @@ net::awaitable<bool> mongo_generation_store::flush_pending() {
     if (!r) co_return false;
     for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
     cache_.settle(categories);
-    spdlog::info("mongo: {} deferred purges applied", categories.size());
+    logging::get("mongo")->info("mongo: {} deferred purges applied", categories.size());
     metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += categories.size();
     co_return true;
 }
@@ -164,7 +165,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> mongo_generation_store::bump(
         // until then this instance serves nothing from cache.
         cache_.add_pending(categories);
         metrics_.get("cachecar_purges_total", {{"source", "write"}, {"outcome", "deferred"}}) += categories.size();
-        spdlog::warn("mongo: purge of {} categories deferred: {}", categories.size(), r.error().message());
+        logging::get("mongo")->warn("mongo: purge of {} categories deferred: {}", categories.size(), r.error().message());
         co_return r.error();
     }
     for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);

@@ -1,4 +1,5 @@
 #include "cache/mongo/mongo_connection_impl.hpp"
+#include <cachecar/logging.hpp>
 
 #include <cachecar/cache/entry_codec.hpp>
 
@@ -126,7 +127,7 @@ net::awaitable<result<entry_ptr>> mongo_tier::lookup(std::string key) {
         std::string reason(to_string(*decoded.error));
         std::replace(reason.begin(), reason.end(), ' ', '_');
         metrics_.get("cachecar_tier_corrupt_total", {{"tier", "mongo"}, {"reason", reason}})++;
-        spdlog::warn("mongo: dropping corrupt document {} ({})", key, reason);
+        logging::get("mongo")->warn("mongo: dropping corrupt document {} ({})", key, reason);
         // A named job, not a temporary: see coalescer.hpp (GCC 12 and co_await).
         std::function<result<bool>(mongoc_client_t*)> job1 = [&o, key](mongoc_client_t* c) { return remove(c, o, "_id", key, false); };
         (void)co_await im.run<bool>(std::move(job1));

@@ -1,4 +1,5 @@
 #include <cachecar/cache/redis/redis_client.hpp>
+#include <cachecar/logging.hpp>
 
 #include <cachecar/util/one_shot.hpp>
 
@@ -317,7 +318,7 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
                     auto v = convert(static_cast<redisReply*>(raw));
                     freeReplyObject(raw);
                     if (v.is_error()) {
-                        spdlog::error("redis: {} rejected: {}", hello[answered][0], v.str);
+                        logging::get("redis")->error("redis: {} rejected: {}", hello[answered][0], v.str);
                         ec = make_error_code(redis_error::reply_error);
                         break;
                     }
@@ -378,7 +379,7 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
                 fail_all(redis_error::disconnected);
                 if (stopping) break;
                 if (auto o = owner.lock()) o->record_failure("disconnected");
-                spdlog::warn("redis: connection to {} lost; reconnecting",
+                logging::get("redis")->warn("redis: connection to {} lost; reconnecting",
                              options.unix_path.empty() ? options.host + ":" + std::to_string(options.port)
                                                        : options.unix_path);
             }
@@ -456,7 +457,7 @@ void redis_client::record_success() {
     bool any_ready = false;
     for (auto& c : connections_) any_ready = any_ready || c->ready.load();
     if (any_ready && !up_.exchange(true)) {
-        spdlog::info("redis: up ({})", options_.unix_path.empty() ? options_.host + ":" + std::to_string(options_.port)
+        logging::get("redis")->info("redis: up ({})", options_.unix_path.empty() ? options_.host + ":" + std::to_string(options_.port)
                                                                   : options_.unix_path);
         if (events_.on_state_change) events_.on_state_change(true);
     }
@@ -474,7 +475,7 @@ void redis_client::record_failure(std::string_view what) {
         open_until_ = ticks(steady::now() + std::chrono::milliseconds(backoff));
         backoff_ms_ = std::min(backoff * 2, 1000);
         if (up_.exchange(false)) {
-            spdlog::warn("redis: marked down after {} ({} consecutive failures)", what, failures);
+            logging::get("redis")->warn("redis: marked down after {} ({} consecutive failures)", what, failures);
             if (events_.on_state_change) events_.on_state_change(false);
         }
     }

@@ -1,4 +1,5 @@
 #include <cachecar/cache/redis/redis_generations.hpp>
+#include <cachecar/logging.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -186,7 +187,7 @@ net::awaitable<bool> redis_generation_store::flush_pending() {
     }
     cache_.settle(categories);
     (void)co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
-    spdlog::info("redis: {} deferred purges applied", published.size());
+    logging::get("redis")->info("redis: {} deferred purges applied", published.size());
     metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += published.size();
     co_return true;
 }
@@ -222,7 +223,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(
         // served from cache by this instance (see current()).
         cache_.add_pending(categories);
         metrics_.get("cachecar_purges_total", {{"source", "write"}, {"outcome", "deferred"}}) += categories.size();
-        spdlog::warn("redis: purge of {} categories deferred: {}", categories.size(), r.error().message());
+        logging::get("redis")->warn("redis: purge of {} categories deferred: {}", categories.size(), r.error().message());
         co_return r.error();
     }
     std::vector<std::uint64_t> out;

@@ -1,4 +1,5 @@
 #include <cachecar/cache/redis/redis_tier.hpp>
+#include <cachecar/logging.hpp>
 
 #include <cachecar/cache/entry_codec.hpp>
 
@@ -22,7 +23,7 @@ net::awaitable<result<entry_ptr>> redis_tier::lookup(std::string key) {
         std::string reason(to_string(why));
         std::replace(reason.begin(), reason.end(), ' ', '_');  // a label value, like the others
         metrics_.get("cachecar_tier_corrupt_total", {{"tier", "redis"}, {"reason", reason}})++;
-        spdlog::warn("redis: dropping corrupt value at {} ({})", key, to_string(why));
+        logging::get("redis")->warn("redis: dropping corrupt value at {} ({})", key, to_string(why));
         (void)co_await client_->command(args("DEL", key));
         co_return make_error_code(why);
     }
