@@ -45,7 +45,37 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return d[n][m];
 }
 
-std::optional<std::string_view> closest(std::string_view word, std::initializer_list<std::string_view> candidates) {
+// Every key the loader accepts, by section: the one list both parsing and
+// config::schema_keys() (which the documentation test checks) read.
+const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& schema() {
+    static const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> sections{
+        {"", {"server", "limits", "tiers", "routes", "invalidate", "logging"}},
+        {"server", {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads"}},
+        {"limits",
+         {"max_header_bytes", "max_body_bytes", "max_object_bytes", "upstream_timeout", "client_idle_timeout",
+          "drain_timeout", "max_connections"}},
+        {"tiers", {"memory", "redis", "mongo"}},
+        {"tiers.memory", {"max_bytes"}},
+        {"tiers.redis", {"url", "timeout", "pool"}},
+        {"tiers.mongo", {"uri", "database", "collection", "timeout"}},
+        {"routes[]",
+         {"name", "match", "tiers", "ttl", "key", "categories", "shared", "status", "stale_if_error",
+          "stale_while_revalidate", "ttl_from_origin", "credential_headers", "strip_headers"}},
+        {"invalidate[]", {"match", "purge"}},
+        {"logging", {"level", "access_log", "levels"}},
+        {"logging.levels", {"cachecar", "proxy", "admin", "redis", "mongo", "access"}},
+    };
+    return sections;
+}
+
+const std::vector<std::string_view>& section(std::string_view name) {
+    for (const auto& [n, keys] : schema()) {
+        if (n == name) return keys;
+    }
+    throw std::logic_error("no config section " + std::string(name));
+}
+
+std::optional<std::string_view> closest(std::string_view word, const std::vector<std::string_view>& candidates) {
     std::optional<std::string_view> best;
     std::size_t best_distance = 3;  // suggest only within two edits
     for (auto c : candidates) {
@@ -210,7 +240,7 @@ private:
 
     // Entries of a map (null counts as empty), reporting non-scalar, unknown and
     // duplicate keys. Only known keys are returned, each once.
-    std::vector<entry> entries(const item& it, std::initializer_list<std::string_view> known,
+    std::vector<entry> entries(const item& it, const std::vector<std::string_view>& known,
                                std::string_view unknown_where) {
         std::vector<entry> out;
         if (it.node.IsNull()) return out;
@@ -378,7 +408,7 @@ private:
         const item* routes = nullptr;
         const item* invalidate = nullptr;
         const item* logging = nullptr;
-        auto top = entries(root, {"server", "limits", "tiers", "routes", "invalidate", "logging"}, "the top level");
+        auto top = entries(root, section(""), "the top level");
         for (const auto& e : top) {
             if (e.key == "server") server = &e.value;
             if (e.key == "limits") limits = &e.value;
@@ -411,7 +441,7 @@ private:
     }
 
     void parse_logging(const item& it, logging_config& lc) {
-        for (const auto& e : entries(it, {"level", "access_log", "levels"}, "logging")) {
+        for (const auto& e : entries(it, section("logging"), "logging")) {
             const item& v = e.value;
             if (e.key == "level") {
                 read_level(v, lc.level);
@@ -423,9 +453,7 @@ private:
                 else if (*text == "off") lc.access_log = logging_config::access_format::off;
                 else error(v, "bad access_log " + quoted(*text) + " (expected text, json or off)");
             } else if (e.key == "levels") {
-                // Spelled out (entries() takes a braced list); must match config::log_components.
-                for (const auto& c : entries(v, {"cachecar", "proxy", "admin", "redis", "mongo", "access"},
-                                             "logging.levels")) {
+                for (const auto& c : entries(v, section("logging.levels"), "logging.levels")) {
                     std::string level;
                     if (read_level(c.value, level)) lc.levels.emplace_back(c.key, level);
                 }
@@ -434,7 +462,7 @@ private:
     }
 
     void parse_server(const item& it, server_config& s) {
-        for (const auto& e : entries(it, {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads"},
+        for (const auto& e : entries(it, section("server"),
                                      "server")) {
             const item& v = e.value;
             if (e.key == "listen" || e.key == "admin_listen") {
@@ -482,10 +510,7 @@ private:
     }
 
     void parse_limits(const item& it, limits_config& l) {
-        for (const auto& e : entries(it,
-                                     {"max_header_bytes", "max_body_bytes", "max_object_bytes", "upstream_timeout",
-                                      "client_idle_timeout", "drain_timeout", "max_connections"},
-                                     "limits")) {
+        for (const auto& e : entries(it, section("limits"), "limits")) {
             const item& v = e.value;
             if (e.key == "max_header_bytes") read_size(v, l.max_header_bytes, true);
             if (e.key == "max_body_bytes") read_size(v, l.max_body_bytes, false);
@@ -498,15 +523,15 @@ private:
     }
 
     void parse_tiers(const item& it, tiers_config& t) {
-        for (const auto& e : entries(it, {"memory", "redis", "mongo"}, "tiers")) {
+        for (const auto& e : entries(it, section("tiers"), "tiers")) {
             const item& v = e.value;
             if (e.key == "memory") {
-                for (const auto& m : entries(v, {"max_bytes"}, "tiers.memory"))
+                for (const auto& m : entries(v, section("tiers.memory"), "tiers.memory"))
                     read_size(m.value, t.memory.max_bytes, false);
             } else if (e.key == "redis") {
                 // Present, even as `redis: {}` or a bare `redis:`, means configured.
                 redis_tier_config r;
-                for (const auto& m : entries(v, {"url", "timeout", "pool"}, "tiers.redis")) {
+                for (const auto& m : entries(v, section("tiers.redis"), "tiers.redis")) {
                     if (m.key == "url") {
                         auto url = scalar(m.value);
                         if (!url) continue;
@@ -524,7 +549,7 @@ private:
                 t.redis = r;
             } else if (e.key == "mongo") {
                 mongo_tier_config m;
-                for (const auto& f : entries(v, {"uri", "database", "collection", "timeout"}, "tiers.mongo")) {
+                for (const auto& f : entries(v, section("tiers.mongo"), "tiers.mongo")) {
                     if (f.key == "uri") {
                         auto uri = scalar(f.value);
                         if (!uri) continue;
@@ -613,10 +638,7 @@ private:
             }
             route_config rc;
             rc.where = where(r);
-            auto es = entries(r, {"name", "match", "tiers", "ttl", "key", "categories", "shared", "status",
-                                  "stale_if_error", "stale_while_revalidate", "ttl_from_origin",
-                                  "credential_headers", "strip_headers"},
-                              r.path);
+            auto es = entries(r, section("routes[]"), r.path);
             std::optional<route::method_and_pattern> match;
             for (const auto& e : es) {
                 if (e.key != "match") continue;
@@ -747,7 +769,7 @@ private:
             }
             invalidate_config ic;
             ic.where = where(r);
-            auto es = entries(r, {"match", "purge"}, r.path);
+            auto es = entries(r, section("invalidate[]"), r.path);
             std::optional<route::method_and_pattern> match;
             for (const auto& e : es) {
                 if (e.key != "match") continue;
@@ -827,6 +849,14 @@ load_result load_file(const std::string& path) {
     }
     ::close(fd);
     return load_string(text, path);
+}
+
+std::vector<std::string> schema_keys() {
+    std::vector<std::string> out;
+    for (const auto& [name, keys] : schema()) {
+        for (auto k : keys) out.push_back(name.empty() ? std::string(k) : std::string(name) + "." + std::string(k));
+    }
+    return out;
 }
 
 }  // namespace cachecar::config

@@ -151,4 +151,8 @@ std::optional<std::size_t> parse_size(std::string_view text);
 // no file is given and conf/cachecar.yaml does not exist.
 std::string_view embedded_default_yaml();
 
+// Every key the loader accepts, dotted ("server.listen", "routes[].ttl",
+// "logging.levels.redis"): what the documentation must cover.
+std::vector<std::string> schema_keys();
+
 }  // namespace cachecar::config
