@@ -9,7 +9,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev
   libhiredis-dev libmongoc-dev libbson-dev libsystemd-dev
   libgtest-dev libgmock-dev
-  redis-server curl
+  redis-server curl strace
 )
 
 missing=()

@@ -7,30 +7,27 @@
 
 namespace cachecar::http {
 
-namespace {
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
 }
 
-template <class F>
-void for_each_token(std::string_view list, F&& f) {
+void for_each_list_item(std::string_view list, const std::function<void(std::string_view)>& f) {
     while (!list.empty()) {
         auto comma = list.find(',');
-        auto token = trim(list.substr(0, comma));
-        if (!token.empty()) f(token);
+        auto item = trim(list.substr(0, comma));
+        if (!item.empty()) f(item);
         if (comma == std::string_view::npos) break;
         list.remove_prefix(comma + 1);
     }
 }
-}  // namespace
 
 void strip_hop_by_hop(beast::http::fields& fields) {
     std::vector<std::string> named;
     auto [first, last] = fields.equal_range(beast::http::field::connection);
     for (auto it = first; it != last; ++it) {
-        for_each_token(it->value(), [&](std::string_view token) { named.emplace_back(token); });
+        for_each_list_item(it->value(), [&](std::string_view token) { named.emplace_back(token); });
     }
     for (const auto& name : named) fields.erase(name);
     for (auto f : {beast::http::field::connection, beast::http::field::keep_alive, beast::http::field::proxy_connection,
@@ -57,7 +54,7 @@ bool is_idempotent(beast::http::verb method) {
 
 bool has_directive(std::string_view header_value, std::string_view directive) {
     bool found = false;
-    for_each_token(header_value, [&](std::string_view token) {
+    for_each_list_item(header_value, [&](std::string_view token) {
         auto name = trim(token.substr(0, token.find('=')));
         if (boost::algorithm::iequals(name, directive)) found = true;
     });

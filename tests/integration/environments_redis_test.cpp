@@ -7,6 +7,7 @@
 // MongoDB: always the wire-protocol test server, never CACHECAR_TEST_MONGO_URI — the
 // files name the databases `momentry` and `momentry_dev`, which a test must not touch
 // on a real server.
+#include "support/eventually.hpp"
 #include "support/mongo_test_server.hpp"
 #include "support/proxy_fixture.hpp"
 #include "support/redis_server.hpp"
@@ -34,16 +35,6 @@ std::filesystem::path conf_dir() {
     return std::filesystem::absolute(std::filesystem::path(__FILE__)).parent_path().parent_path().parent_path() /
            "conf";
 #endif
-}
-
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (probe()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return probe();
 }
 
 // Sets (or, with nullopt, unsets) environment variables and restores the previous

@@ -1,5 +1,6 @@
 // cachecar with the MongoDB tier, end to end: against the wire-protocol test server,
 // or a real MongoDB when CACHECAR_TEST_MONGO_URI is set.
+#include "support/eventually.hpp"
 #include "support/mongo_target.hpp"
 #include "support/proxy_fixture.hpp"
 
@@ -13,16 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace json = boost::json;
-
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (probe()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return probe();
-}
 
 class mongo_proxy_test : public ::testing::Test {
 protected:

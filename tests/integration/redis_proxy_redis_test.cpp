@@ -1,4 +1,5 @@
 // cachecar instances sharing one real redis-server: the Redis tier end to end.
+#include "support/eventually.hpp"
 #include "support/proxy_fixture.hpp"
 #include "support/redis_server.hpp"
 
@@ -40,17 +41,6 @@ std::string config_for(std::uint16_t origin, const redis_server& redis, const st
            "    purge: [videos]\n"
            "  - match: DELETE /api/v1/videos/{uuid}\n"
            "    purge: [\"video:{path.uuid}\"]\n";
-}
-
-// Polls `probe` until it returns true or `limit` passes.
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = 3s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (probe()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return probe();
 }
 
 class redis_proxy_test : public ::testing::Test {

@@ -3,6 +3,7 @@
 
 #include <cachecar/net.hpp>
 
+#include <functional>
 #include <string_view>
 
 namespace cachecar::http {
@@ -20,6 +21,11 @@ bool is_idempotent(beast::http::verb method);
 // Case-insensitive search for a directive (e.g. "no-store") in a comma-separated
 // header value such as Cache-Control.
 bool has_directive(std::string_view header_value, std::string_view directive);
+
+// Optional whitespace (SP, HTAB) removed from both ends.
+std::string_view trim(std::string_view s);
+// Calls `f` with each non-empty, trimmed element of a comma-separated header list.
+void for_each_list_item(std::string_view list, const std::function<void(std::string_view)>& f);
 
 // The request target split at '?'.
 struct split_target {

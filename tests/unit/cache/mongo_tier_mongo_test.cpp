@@ -2,6 +2,7 @@
 // (document layout, indexes, batched hit counts, corrupt documents, outages).
 // Runs against the wire-protocol test server, or a real MongoDB when
 // CACHECAR_TEST_MONGO_URI is set.
+#include "support/eventually.hpp"
 #include "support/mongo_target.hpp"
 #include "unit/cache/tier_conformance.hpp"
 
@@ -18,6 +19,7 @@ using namespace std::chrono_literals;
 namespace net = cachecar::net;
 namespace cache = cachecar::cache;
 namespace mongo = cachecar::cache::mongo;
+using cachecar::test::eventually;
 using cachecar::test::mongo_target;
 
 mongo_target& target() {
@@ -36,16 +38,6 @@ struct loop_host {
         thread.join();
     }
 };
-
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (probe()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return probe();
-}
 
 std::shared_ptr<mongo::mongo_connection> connect(loop_host& host, cachecar::stats::registry& metrics,
                                                  const std::string& database) {
