@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 bash .ci/install-deps.sh
 
 BUILD_DIR=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCACHECAR_WERROR=ON
+# Tests ON explicitly: the README run command configures the same dir with them OFF.
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCACHECAR_WERROR=ON -DCACHECAR_TESTS=ON
 cmake --build "$BUILD_DIR" -j2
 # shellcheck disable=SC2086
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout 300 ${CTEST_ARGS:-}
+ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j2 --timeout 300 ${CTEST_ARGS:-}
