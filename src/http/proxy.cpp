@@ -299,13 +299,18 @@ net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
     const auto [path, query] = split(req.target());
     const auto method = req.method_string();
 
+    reply r;
     if (auto inv = snap->routes.find_invalidation(method, path)) {
-        co_return co_await serve_write(req, conn, *snap, inv);
+        r = co_await serve_write(req, conn, *snap, inv);
+    } else if (auto m = snap->routes.find_route(method, path)) {
+        r = co_await serve_cacheable(req, conn, snap, m);
+    } else {
+        r = co_await serve_pass_through(req, conn, *snap);
     }
-    if (auto m = snap->routes.find_route(method, path)) {
-        co_return co_await serve_cacheable(req, conn, snap, m);
-    }
-    co_return co_await serve_pass_through(req, conn, *snap);
+    // The access record names the route from this snapshot; it is logged after the
+    // write, possibly after a reload has dropped the snapshot otherwise.
+    r.owner = snap;
+    co_return r;
 }
 
 net::awaitable<fetched> proxy::fetch(const request& req, const connection_info& conn, const snapshot& snap,

@@ -39,7 +39,8 @@ struct reply {
     std::string hit_headers;  // extra header lines for a hit ("X-Cache: HIT\r\n...")
     bool head_only = false;   // HEAD: headers of the entry, no body
     bool close = false;       // close the connection after writing
-    access_record access;
+    access_record access;     // its views point into `owner`
+    std::shared_ptr<const void> owner;  // keeps what `access` refers to (the config snapshot) alive
     unsigned status() const { return hit ? hit->status : message.result_int(); }
 };
 

@@ -82,8 +82,7 @@ struct mongo_connection::impl {
     net::awaitable<result<T>> run(std::function<result<T>(mongoc_client_t*)> work, bool probe = false) {
         if (stopped) co_return fail<T>(make_error_code(mongo_error::unavailable));
         if (!probe && breaker_open()) co_return fail<T>(make_error_code(mongo_error::circuit_open));
-        auto ex = co_await net::this_coro::executor;
-        auto slot = std::make_shared<util::one_shot<result<T>>>(ex);
+        auto slot = std::make_shared<util::one_shot<result<T>>>();
         if (!submit([slot, work = std::move(work)](mongoc_client_t* c) { slot->set(work(c)); })) {
             record_failure("overloaded");
             co_return fail<T>(make_error_code(mongo_error::overloaded));

@@ -504,8 +504,7 @@ net::awaitable<void> redis_client::probe_loop() {
         // Half-open: one PING decides whether the breaker closes.
         auto c = pick();
         if (!c) continue;
-        auto probe_ex = co_await net::this_coro::executor;
-        auto slot = std::make_shared<util::one_shot<result<redis_value>>>(probe_ex);
+        auto slot = std::make_shared<util::one_shot<result<redis_value>>>();
         c->submit(format_command(args("PING")), {slot});
         auto r = co_await slot->wait(steady::now() + options_.timeout * 4);
         if (r && *r && !(*r)->is_error()) {
@@ -524,12 +523,11 @@ net::awaitable<result<std::vector<redis_value>>> redis_client::pipeline(std::vec
         record_failure("disconnected");
         co_return make_error_code(redis_error::disconnected);
     }
-    auto ex = co_await net::this_coro::executor;
     std::string bytes;
     std::vector<slot_ptr> slots;
     for (const auto& cmd : commands) {
         bytes += format_command(cmd);
-        slots.push_back(std::make_shared<util::one_shot<result<redis_value>>>(ex));
+        slots.push_back(std::make_shared<util::one_shot<result<redis_value>>>());
     }
     c->submit(std::move(bytes), slots);
     const auto deadline = steady::now() + options_.timeout;

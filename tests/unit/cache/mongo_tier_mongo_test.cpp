@@ -151,8 +151,9 @@ protected:
         connection_ = connect(host_, metrics_, database_);
     }
     void TearDown() override { connection_->stop(); }
-    loop_host host_;
+    // The waiters' context outlives the worker threads (declared first, destroyed last).
     net::io_context io_;
+    loop_host host_;
     cachecar::stats::registry metrics_;
     std::string database_;
     std::shared_ptr<mongo::mongo_connection> connection_;

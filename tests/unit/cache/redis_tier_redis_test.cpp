@@ -123,8 +123,10 @@ protected:
         client_ = connect(host_, server().url());
     }
     void TearDown() override { client_->stop(); }
-    client_host host_;
+    // The waiters' context outlives the producer thread (declared first, destroyed
+    // last): a reply landing during teardown must not find its waiter's timers gone.
     io_context io_;
+    client_host host_;
     cachecar::stats::registry metrics_;
     std::shared_ptr<redis::redis_client> client_;
 };
