@@ -2,6 +2,8 @@
 
 #include <cachecar/net.hpp>
 
+#include <optional>
+
 namespace cachecar::test {
 
 namespace bh = beast::http;
@@ -34,6 +36,22 @@ bh::request<bh::string_body> build(const std::string& method, const std::string&
     return req;
 }
 
+// Writes `req` and reads one response on a connected stream (its deadline already
+// set). Returns nullopt if either step failed. Shared by sessions and one-shot calls.
+net::awaitable<std::optional<bh::response<bh::string_body>>> exchange(beast::tcp_stream& stream,
+                                                                       beast::flat_buffer& buffer,
+                                                                       const bh::request<bh::string_body>& req) {
+    error_code ec;
+    co_await bh::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return std::nullopt;
+    bh::response_parser<bh::string_body> parser;
+    parser.body_limit(256u * 1024u * 1024u);
+    if (req.method() == bh::verb::head) parser.skip(true);
+    co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return std::nullopt;
+    co_return parser.release();
+}
+
 }  // namespace
 
 struct http_session::impl {
@@ -64,24 +82,10 @@ client_response http_session::request(const std::string& method, const std::stri
     net::co_spawn(
         impl_->io,
         [&]() -> net::awaitable<void> {
-            error_code ec;
             impl_->stream.expires_after(std::chrono::seconds(10));
-            co_await bh::async_write(impl_->stream, req, net::redirect_error(net::use_awaitable, ec));
-            if (ec) {
-                impl_->open = false;
-                co_return;
-            }
-            bh::response_parser<bh::string_body> parser;
-            parser.body_limit(256u * 1024u * 1024u);
-            if (method == "HEAD") parser.skip(true);
-            co_await bh::async_read(impl_->stream, impl_->buffer, parser, net::redirect_error(net::use_awaitable, ec));
-            if (ec) {
-                impl_->open = false;
-                co_return;
-            }
-            auto res = parser.release();
-            if (!res.keep_alive()) impl_->open = false;
-            out = convert(res);
+            auto res = co_await exchange(impl_->stream, impl_->buffer, req);
+            if (!res || !res->keep_alive()) impl_->open = false;
+            if (res) out = convert(*res);
         },
         net::detached);
     impl_->io.restart();
@@ -104,16 +108,9 @@ client_response http_request(std::uint16_t port, const std::string& method, cons
             co_await stream.async_connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
                                           net::redirect_error(net::use_awaitable, ec));
             if (ec) co_return;
-            co_await bh::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
-            if (ec) co_return;
             beast::flat_buffer buffer;
-            bh::response_parser<bh::string_body> parser;
-            parser.body_limit(256u * 1024u * 1024u);
-            if (method == "HEAD") parser.skip(true);
-            co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-            if (ec) co_return;
-            auto res = parser.release();
-            out = convert(res);
+            auto res = co_await exchange(stream, buffer, req);
+            if (res) out = convert(*res);
         },
         net::detached);
     io.run();
