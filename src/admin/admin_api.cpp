@@ -257,7 +257,10 @@ net::awaitable<http::reply> admin_api::handle(http::request& req, const http::co
             r.message.set(bh::field::www_authenticate, "Bearer realm=\"cachecar\"");
             co_return r;
         }
-        if (path == "/purge") co_return co_await purge(req);
+        if (path == "/purge") {
+            http::reply purged = co_await purge(req);  // named: see coalescer.hpp (GCC 12 and co_await)
+            co_return purged;
+        }
         co_return reload();
     }
     co_return error_json(404, "no such endpoint; try /health, /stats, /metrics, POST /purge, POST /reload");

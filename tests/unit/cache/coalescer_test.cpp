@@ -38,8 +38,10 @@ protected:
                         co_await t.async_wait(net::use_awaitable);
                         co_return std::make_shared<const value>(value{n, shareable});
                     };
-                    co_return co_await coalescer_.run("k", std::chrono::steady_clock::now() + wait_limit, fetch,
-                                                      [](const value& v) { return v.shareable; });
+                    // Named before co_return: see coalescer.hpp (GCC 12 and co_await).
+                    auto got = co_await coalescer_.run("k", std::chrono::steady_clock::now() + wait_limit, fetch,
+                                                       [](const value& v) { return v.shareable; });
+                    co_return got;
                 },
                 net::use_future));
             std::this_thread::sleep_for(1ms);

@@ -52,6 +52,8 @@ std::shared_ptr<mongo::mongo_connection> connect(loop_host& host, cachecar::stat
     return c;
 }
 
+// Awaited results are named before co_return: GCC 12 mishandles the temporary of
+// `co_return co_await ...` (see coalescer.hpp).
 class owning_tier final : public cache::tier {
 public:
     owning_tier(std::unique_ptr<loop_host> host, std::unique_ptr<cachecar::stats::registry> metrics,
@@ -59,12 +61,22 @@ public:
         : host_(std::move(host)), metrics_(std::move(metrics)), connection_(std::move(c)), inner_(connection_, ns, *metrics_) {}
     ~owning_tier() override { connection_->stop(); }
     cachecar::config::tier_kind kind() const override { return inner_.kind(); }
-    net::awaitable<cachecar::result<cache::entry_ptr>> lookup(std::string k) override { co_return co_await inner_.lookup(std::move(k)); }
-    net::awaitable<cachecar::error_code> store(std::string k, cache::entry_ptr e) override {
-        co_return co_await inner_.store(std::move(k), std::move(e));
+    net::awaitable<cachecar::result<cache::entry_ptr>> lookup(std::string k) override {
+        auto r = co_await inner_.lookup(std::move(k));
+        co_return r;
     }
-    net::awaitable<cachecar::error_code> erase(std::string k) override { co_return co_await inner_.erase(std::move(k)); }
-    net::awaitable<cachecar::error_code> clear() override { co_return co_await inner_.clear(); }
+    net::awaitable<cachecar::error_code> store(std::string k, cache::entry_ptr e) override {
+        auto r = co_await inner_.store(std::move(k), std::move(e));
+        co_return r;
+    }
+    net::awaitable<cachecar::error_code> erase(std::string k) override {
+        auto r = co_await inner_.erase(std::move(k));
+        co_return r;
+    }
+    net::awaitable<cachecar::error_code> clear() override {
+        auto r = co_await inner_.clear();
+        co_return r;
+    }
     cache::tier_state state() const override { return inner_.state(); }
     cache::tier_usage usage() const override { return inner_.usage(); }
 

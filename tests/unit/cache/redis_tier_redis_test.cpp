@@ -64,13 +64,21 @@ public:
     ~namespaced_tier() override { client_->stop(); }
     cachecar::config::tier_kind kind() const override { return inner_.kind(); }
     net::awaitable<cachecar::result<cache::entry_ptr>> lookup(std::string key) override {
-        co_return co_await inner_.lookup(ns_ + ":" + key);
+        auto r = co_await inner_.lookup(ns_ + ":" + key);
+        co_return r;
     }
     net::awaitable<cachecar::error_code> store(std::string key, cache::entry_ptr e) override {
-        co_return co_await inner_.store(ns_ + ":" + key, std::move(e));
+        auto r = co_await inner_.store(ns_ + ":" + key, std::move(e));
+        co_return r;
     }
-    net::awaitable<cachecar::error_code> erase(std::string key) override { co_return co_await inner_.erase(ns_ + ":" + key); }
-    net::awaitable<cachecar::error_code> clear() override { co_return co_await inner_.clear(); }
+    net::awaitable<cachecar::error_code> erase(std::string key) override {
+        auto r = co_await inner_.erase(ns_ + ":" + key);
+        co_return r;
+    }
+    net::awaitable<cachecar::error_code> clear() override {
+        auto r = co_await inner_.clear();
+        co_return r;
+    }
     cache::tier_state state() const override { return inner_.state(); }
     cache::tier_usage usage() const override { return inner_.usage(); }
 
