@@ -1,14 +1,50 @@
 #include <cachecar/cache/entry.hpp>
 
+#include <cachecar/util/ascii.hpp>
+
+#include <stdexcept>
+
 namespace cachecar::cache {
 
-std::size_t entry::footprint(std::string_view key) const {
-    std::size_t bytes = entry_bookkeeping_bytes + key.size() + body.size();
-    // The struct sizes are charged per item so that a response with hundreds of tiny
-    // headers is not mistaken for a tiny entry.
-    for (const auto& h : headers) {
-        bytes += sizeof(header_field) + h.name.size() + h.value.size();
+header_block::header_block(std::initializer_list<header_field> fields) {
+    for (const auto& f : fields) add(f.name, f.value);
+}
+
+bool header_block::valid(std::string_view name, std::string_view value) {
+    return util::is_token(name) && value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+void header_block::add(std::string_view name, std::string_view value) {
+    if (!valid(name, value)) throw std::invalid_argument("invalid header field");
+    wire_ += name;
+    wire_ += ": ";
+    wire_ += value;
+    wire_ += "\r\n";
+    ++count_;
+}
+
+std::string_view header_block::find(std::string_view name) const {
+    for (const auto& h : *this) {
+        if (util::iequals(h.name, name)) return h.value;
     }
+    return {};
+}
+
+void header_block::iterator::parse() {
+    // add() wrote "name: value\r\n"; names hold no ':' and values no CR.
+    if (rest_.empty()) {
+        line_ = 0;
+        return;
+    }
+    const auto colon = rest_.find(':');
+    const auto cr = rest_.find('\r', colon);
+    current_.name = rest_.substr(0, colon);
+    current_.value = rest_.substr(colon + 2, cr - colon - 2);
+    line_ = cr + 2;
+}
+
+std::size_t entry::footprint(std::string_view key) const {
+    std::size_t bytes = entry_bookkeeping_bytes + key.size() + body.size() + headers.wire().size();
     for (const auto& s : stamps) {
         bytes += sizeof(category_stamp) + s.category.size();
     }

@@ -223,9 +223,14 @@ decode_result decode_entry(std::string_view bytes) {
     std::uint32_t header_count = 0;
     // Bounding the count by the bytes left keeps a hostile count from reserving memory.
     if (!r.get(header_count) || header_count > r.remaining() / min_header_size) return fail(decode_error::malformed);
-    e->headers.resize(header_count);
-    for (auto& h : e->headers) {
-        if (!r.get_string(h.name) || !r.get_string(h.value)) return fail(decode_error::malformed);
+    std::string name;
+    std::string value;
+    for (std::uint32_t i = 0; i < header_count; ++i) {
+        // A field that could split the response when written is as bad as a short read.
+        if (!r.get_string(name) || !r.get_string(value) || !header_block::valid(name, value)) {
+            return fail(decode_error::malformed);
+        }
+        e->headers.add(name, value);
     }
 
     std::uint32_t stamp_count = 0;

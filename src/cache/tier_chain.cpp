@@ -15,14 +15,16 @@ tier_chain::tier_chain(net::any_io_executor background, std::shared_ptr<memory_t
       generations_(std::move(generations)),
       metrics_(metrics) {
     tiers_[slot(config::tier_kind::memory)] = memory_;
-    static constexpr std::pair<std::string_view, std::string_view> known_ops[] = {
+    // Labels of tier_event, in its order.
+    static constexpr std::pair<std::string_view, std::string_view> labels[] = {
         {"lookup", "hit"},  {"lookup", "miss"},      {"lookup", "expired"}, {"lookup", "purged"},
         {"lookup", "error"}, {"lookup", "skipped"},  {"store", "ok"},       {"store", "too_large"},
         {"store", "skipped"}, {"store", "dropped"},  {"store", "error"},    {"clear", "ok"},
         {"clear", "error"}, {"erase", "ok"},      {"erase", "error"}};
+    static_assert(std::size(labels) == tier_event_count);
     for (auto kind : {config::tier_kind::memory, config::tier_kind::redis, config::tier_kind::mongo}) {
-        for (const auto& [op, outcome] : known_ops) {
-            op_counters_.push_back({kind, op, outcome, &metrics_.tier_op(config::to_string(kind), op, outcome)});
+        for (std::size_t i = 0; i < tier_event_count; ++i) {
+            op_counters_[slot(kind)][i] = &metrics_.tier_op(config::to_string(kind), labels[i].first, labels[i].second);
         }
     }
 }
@@ -39,13 +41,6 @@ std::shared_ptr<tier> tier_chain::at(config::tier_kind kind) const {
     if (kind == config::tier_kind::memory) return memory_;
     std::lock_guard lock(tiers_mutex_);
     return tiers_[slot(kind)];
-}
-
-stats::counter& tier_chain::op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome) {
-    for (const auto& s : op_counters_) {
-        if (s.kind == kind && s.op == op && s.outcome == outcome) return *s.value;
-    }
-    return metrics_.tier_op(config::to_string(kind), op, outcome);
 }
 
 net::awaitable<bool> tier_chain::still_valid(const entry& e, bool from_memory) {
@@ -76,40 +71,48 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
         } else {
             auto t = at(kind);
             if (!t || t->state() == tier_state::down) {
-                op_counter(kind, "lookup", "skipped")++;
+                op_counter(kind, tier_event::lookup_skipped)++;
                 continue;
             }
             auto r = co_await t->lookup(key);
             if (!r) {
-                op_counter(kind, "lookup", "error")++;
+                op_counter(kind, tier_event::lookup_error)++;
                 continue;
             }
             found = *r;
         }
         if (!found) {
-            op_counter(kind, "lookup", "miss")++;
+            op_counter(kind, tier_event::lookup_miss)++;
             continue;
         }
-        if (!co_await still_valid(*found, kind == config::tier_kind::memory)) {
+        // Memory hits are usually settled by the local generation copy: check that
+        // synchronously, so the common hit does not start a coroutine.
+        std::optional<bool> valid;
+        if (kind == config::tier_kind::memory) valid = generations_->validate_cached(found->stamps);
+        if (!valid) {
+            const bool checked = co_await still_valid(*found, kind == config::tier_kind::memory);
+            valid = checked;
+        }
+        if (!*valid) {
             // Purged: unreachable from now on; drop it so it stops costing space.
-            op_counter(kind, "lookup", "purged")++;
+            op_counter(kind, tier_event::lookup_purged)++;
             if (kind == config::tier_kind::memory) {
                 memory_->remove(key);
             } else if (auto t = at(kind)) {
                 auto ec = co_await t->erase(key);
-                op_counter(kind, "erase", ec ? "error" : "ok")++;
+                op_counter(kind, ec ? tier_event::erase_error : tier_event::erase_ok)++;
             }
             continue;
         }
         if (!found->fresh_at(now)) {
-            op_counter(kind, "lookup", "expired")++;
+            op_counter(kind, tier_event::lookup_expired)++;
             if (!out.expired) {
                 out.expired = found;
                 out.expired_from = kind;
             }
             continue;
         }
-        op_counter(kind, "lookup", "hit")++;
+        op_counter(kind, tier_event::lookup_hit)++;
         out.fresh = found;
         out.from = kind;
         // Fill the faster tiers in front of the one that answered.
@@ -123,21 +126,21 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
 void tier_chain::store(const std::vector<config::tier_kind>& order, const std::string& key, entry_ptr e) {
     for (auto kind : order) {
         if (kind == config::tier_kind::memory) {
-            op_counter(kind, "store", memory_->put(key, e) ? "ok" : "too_large")++;
+            op_counter(kind, memory_->put(key, e) ? tier_event::store_ok : tier_event::store_too_large)++;
             continue;
         }
         auto t = at(kind);
         if (!t || t->state() == tier_state::down) {
-            op_counter(kind, "store", "skipped")++;
+            op_counter(kind, tier_event::store_skipped)++;
             continue;
         }
         if (background_writes_->fetch_add(1) >= max_background_writes) {
             background_writes_->fetch_sub(1);
-            op_counter(kind, "store", "dropped")++;
+            op_counter(kind, tier_event::store_dropped)++;
             continue;
         }
-        auto* ok = &op_counter(kind, "store", "ok");
-        auto* failed = &op_counter(kind, "store", "error");
+        auto* ok = &op_counter(kind, tier_event::store_ok);
+        auto* failed = &op_counter(kind, tier_event::store_error);
         net::co_spawn(
             net::make_strand(background_),
             [t, key, e, ok, failed, pending = background_writes_]() -> net::awaitable<void> {
@@ -155,7 +158,7 @@ net::awaitable<void> tier_chain::clear_all() {
         auto t = at(kind);
         if (!t) continue;
         auto ec = co_await t->clear();
-        op_counter(kind, "clear", ec ? "error" : "ok")++;
+        op_counter(kind, ec ? tier_event::clear_error : tier_event::clear_ok)++;
     }
 }
 

@@ -1,8 +1,7 @@
 #include <cachecar/http/cache_rules.hpp>
 
 #include <cachecar/route/key_builder.hpp>
-
-#include <boost/algorithm/string/predicate.hpp>
+#include <cachecar/util/ascii.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -38,7 +37,7 @@ std::optional<std::chrono::seconds> directive_seconds(std::string_view cache_con
     std::optional<std::chrono::seconds> out;
     for_each_item(cache_control, [&](std::string_view item) {
         auto eq = item.find('=');
-        if (eq == std::string_view::npos || !boost::algorithm::iequals(trim(item.substr(0, eq)), name)) return;
+        if (eq == std::string_view::npos || !util::iequals(trim(item.substr(0, eq)), name)) return;
         auto v = trim(item.substr(eq + 1));
         if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
         long long n = 0;

@@ -1,6 +1,5 @@
 #include <cachecar/http/message.hpp>
-
-#include <boost/algorithm/string/predicate.hpp>
+#include <cachecar/util/ascii.hpp>
 
 #include <string>
 #include <vector>
@@ -56,7 +55,7 @@ bool has_directive(std::string_view header_value, std::string_view directive) {
     bool found = false;
     for_each_list_item(header_value, [&](std::string_view token) {
         auto name = trim(token.substr(0, token.find('=')));
-        if (boost::algorithm::iequals(name, directive)) found = true;
+        if (util::iequals(name, directive)) found = true;
     });
     return found;
 }

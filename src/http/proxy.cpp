@@ -2,8 +2,8 @@
 
 #include <cachecar/http/cache_rules.hpp>
 #include <cachecar/route/key_builder.hpp>
+#include <cachecar/util/ascii.hpp>
 
-#include <boost/algorithm/string/predicate.hpp>
 #include <cachecar/logging.hpp>
 
 #include <boost/json.hpp>
@@ -121,6 +121,11 @@ std::string_view not_storable_reason(const route::compiled_route& route, const r
     // Vary: * says no stored response can ever be chosen for another request.
     if (vary_names(res[bh::field::vary]) == std::vector<std::string>{"*"}) return "vary_star";
     if (res.body().size() > max_object_bytes) return "too_large";
+    // Stored fields are replayed verbatim on hits; one that could not be written back
+    // safely (a control character the parser let through) keeps the response out.
+    for (const auto& f : res) {
+        if (!cache::header_block::valid(f.name_string(), f.value())) return "bad_header";
+    }
     if (route.cfg.ttl_from_origin) {
         auto lifetime = origin_freshness(res.base());
         if (lifetime && lifetime->count() == 0) return "origin_max_age_0";
@@ -134,13 +139,6 @@ struct stale_windows {
     std::chrono::milliseconds if_error{0};
     std::chrono::milliseconds while_revalidate{0};
 };
-
-std::string_view entry_header(const cache::entry& e, std::string_view name) {
-    for (const auto& h : e.headers) {
-        if (boost::algorithm::iequals(h.name, name)) return h.value;
-    }
-    return {};
-}
 
 stale_windows windows_for(const route::compiled_route& route, std::string_view cache_control) {
     stale_windows w{route.cfg.stale_if_error, route.cfg.stale_while_revalidate};
@@ -177,7 +175,7 @@ cache::entry_ptr make_entry(const response& res, const route::compiled_route& ro
         case bh::field::via:
             continue;  // recomputed per hit, or hop-by-hop
         default:
-            e->headers.push_back({std::string(f.name_string()), std::string(f.value())});
+            e->headers.add(f.name_string(), f.value());
         }
     }
     e->body = res.body();
@@ -198,7 +196,7 @@ cache::entry_ptr make_vary_marker(const cache::entry& variant, const std::vector
     m->status = 0;
     std::string joined;
     for (const auto& n : names) joined += (joined.empty() ? "" : ", ") + n;
-    m->headers.push_back({"Vary", joined});
+    m->headers.add("Vary", joined);
     m->stored_at = variant.stored_at;
     m->expires_at = variant.expires_at;
     m->retain_until = variant.retain_until;
@@ -212,7 +210,7 @@ reply not_modified_reply(const cache::entry& e, std::string_view x_cache, std::s
     reply r;
     r.message = response{bh::status::not_modified, 11};
     for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
-        auto v = entry_header(e, name);
+        auto v = e.headers.find(name);
         if (!v.empty()) r.message.set(name, v);
     }
     r.message.set("X-Cache", x_cache);
@@ -225,16 +223,9 @@ reply not_modified_reply(const cache::entry& e, std::string_view x_cache, std::s
     return r;
 }
 
-std::string hit_headers(std::string_view x_cache, config::tier_kind tier, const cache::entry& e) {
-    auto age = std::chrono::duration_cast<std::chrono::seconds>(clock::now() - e.stored_at).count();
-    std::string h = "X-Cache: ";
-    h += x_cache;
-    h += "\r\nX-Cache-Tier: ";
-    h += config::to_string(tier);
-    h += "\r\nAge: ";
-    h += std::to_string(std::max<long long>(0, age));
-    h += "\r\nVia: 1.1 cachecar\r\n";
-    return h;
+http::hit_info hit_meta(std::string_view x_cache, config::tier_kind tier, const cache::entry& e) {
+    const auto age = std::chrono::duration_cast<std::chrono::seconds>(clock::now() - e.stored_at).count();
+    return {x_cache, config::to_string(tier), static_cast<std::int64_t>(age)};
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -247,6 +238,7 @@ proxy::proxy(snapshot_holder& snapshots, cache::tier_chain& tiers, stats::regist
     : snapshots_(snapshots),
       tiers_(tiers),
       metrics_(metrics),
+      pass_through_requests_(metrics.requests("-", stats::request_result::pass)),
       access_log_(logging::get("access")),
       log_(logging::get("proxy")) {}
 
@@ -341,7 +333,7 @@ net::awaitable<reply> proxy::serve_pass_through(request& req, const connection_i
         r.message = client_response(*f.upstream, req, {});
     }
     r.access = {"-", "pass", "-", f.upstream_seconds};
-    ++metrics_.requests("-", stats::request_result::pass);  // route "-": matched no route
+    ++pass_through_requests_;  // route "-": matched no route
     co_return r;
 }
 
@@ -408,11 +400,13 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
 
     // Look up; a Vary marker at the base key leads to this request's variant.
     auto found = co_await tiers_.lookup(route.cfg.tiers, key);
-    std::string entry_key = key;
+    std::string variant_entry_key;  // set when a Vary marker leads to this request's variant
     if (auto marker = found.fresh ? found.fresh : found.expired; marker && is_vary_marker(*marker)) {
-        entry_key = variant_key(key, vary_names(entry_header(*marker, "Vary")), req);
-        found = co_await tiers_.lookup(route.cfg.tiers, entry_key);
+        variant_entry_key = variant_key(key, vary_names(marker->headers.find("Vary")), req);
+        auto variant = co_await tiers_.lookup(route.cfg.tiers, variant_entry_key);
+        found = std::move(variant);
     }
+    const std::string& entry_key = variant_entry_key.empty() ? key : variant_entry_key;
 
     // Answers from a stored entry: 304 when the client's validators match.
     auto from_entry = [&](const cache::entry_ptr& e, std::string_view x_cache, config::tier_kind tier,
@@ -420,12 +414,12 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         count(result);
         const auto tier_name = config::to_string(tier);
         reply r;
-        if (not_modified(req, entry_header(*e, "ETag"), entry_header(*e, "Last-Modified"))) {
+        if (not_modified(req, e->headers.find("ETag"), e->headers.find("Last-Modified"))) {
             r = not_modified_reply(*e, x_cache, tier_name);
         } else {
             r.hit = e;
             r.head_only = head;
-            r.hit_headers = hit_headers(x_cache, tier, *e);
+            r.hit_meta = hit_meta(x_cache, tier, *e);
         }
         r.access = {route.cfg.name, stats::to_string(result), tier_name, upstream_seconds};
         return r;
@@ -440,7 +434,7 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
 
     // stale-while-revalidate: answer from the expired entry now, refresh behind it.
     if (found.expired && !is_vary_marker(*found.expired)) {
-        const auto w = windows_for(route, entry_header(*found.expired, "Cache-Control"));
+        const auto w = windows_for(route, found.expired->headers.find("Cache-Control"));
         if (clock::now() < found.expired->expires_at + w.while_revalidate) {
             start_refresh(req, conn, snap_ptr, &route, key, entry_key, categories);
             metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "revalidate"}})++;
@@ -506,7 +500,7 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
 
     const bool upstream_failed = !f->upstream || f->upstream->result_int() >= 500;
     if (upstream_failed && found.expired && !is_vary_marker(*found.expired)) {
-        const auto w = windows_for(route, entry_header(*found.expired, "Cache-Control"));
+        const auto w = windows_for(route, found.expired->headers.find("Cache-Control"));
         if (clock::now() < found.expired->expires_at + w.if_error) {
             metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "error"}})++;
             co_return from_entry(found.expired, "STALE", found.expired_from, stats::request_result::stale,
@@ -526,7 +520,9 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     if (res.result_int() == 200 && not_modified(req, res[bh::field::etag], res[bh::field::last_modified])) {
         // The validators were not forwarded (so the response could be stored); answer them here.
         cache::entry probe;
-        for (const auto& h : res) probe.headers.push_back({std::string(h.name_string()), std::string(h.value())});
+        for (const auto& h : res) {
+            if (cache::header_block::valid(h.name_string(), h.value())) probe.headers.add(h.name_string(), h.value());
+        }
         r = not_modified_reply(probe, "MISS", {});
     } else {
         r.message = client_response(res, req, "MISS");

@@ -1,9 +1,8 @@
 #include <cachecar/http/server.hpp>
 #include <cachecar/logging.hpp>
+#include <cachecar/util/ascii.hpp>
 
 #include <spdlog/spdlog.h>
-
-#include <boost/algorithm/string/predicate.hpp>
 
 namespace cachecar::http {
 
@@ -13,6 +12,7 @@ struct server::session {
     explicit session(net::ip::tcp::socket sock) : stream(std::move(sock)) {}
     beast::tcp_stream stream;
     std::atomic<bool> busy{false};  // a request is being handled; drain lets it finish
+    std::string head_buffer;        // hit heads are composed here; its capacity is kept across requests
 
     // Closes the socket from the session's strand (streams are not thread-safe).
     void close_soon(bool only_if_idle) {
@@ -43,7 +43,7 @@ bool acceptable_framing(const bh::request_parser<bh::string_body>& parser) {
         auto te = h[bh::field::transfer_encoding];
         while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
         while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
-        if (!boost::algorithm::iequals(te, "chunked")) return false;
+        if (!util::iequals(te, "chunked")) return false;
     }
     return true;
 }
@@ -76,28 +76,26 @@ response make_error(unsigned status, const std::string& text, unsigned version) 
     return res;
 }
 
-std::string status_line(unsigned status) {
-    std::string line = "HTTP/1.1 ";
-    line += std::to_string(status);
-    line += ' ';
-    auto reason = bh::obsolete_reason(static_cast<bh::status>(status));
-    line.append(reason.data(), reason.size());
-    line += "\r\n";
-    return line;
-}
-
-// Writes a cache hit from the stored entry: the head is built per request (Age and
-// X-Cache change), the body goes out straight from the shared entry.
-net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive) {
+// Writes a cache hit from the stored entry. Only the status line, the per-hit lines
+// (Age and X-Cache change) and the framing are composed here, into the session's
+// reused `head` buffer; the stored header block and the body go out as they are.
+net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive, std::string& head) {
     const auto& e = *r.hit;
-    std::string head = status_line(e.status);
-    for (const auto& h : e.headers) {
-        head += h.name;
-        head += ": ";
-        head += h.value;
-        head += "\r\n";
-    }
-    head += r.hit_headers;
+    head.clear();
+    head += "HTTP/1.1 ";
+    head += std::to_string(e.status);
+    head += ' ';
+    const auto reason = bh::obsolete_reason(static_cast<bh::status>(e.status));
+    head.append(reason.data(), reason.size());
+    head += "\r\n";
+    const auto stored = e.headers.wire();
+    head += "X-Cache: ";
+    head += r.hit_meta.x_cache;
+    head += "\r\nX-Cache-Tier: ";
+    head += r.hit_meta.tier;
+    head += "\r\nAge: ";
+    head += std::to_string(std::max<std::int64_t>(0, r.hit_meta.age_seconds));
+    head += "\r\nVia: 1.1 cachecar\r\n";
     if (e.status != 204 && e.status != 304) {
         head += "Content-Length: ";
         head += std::to_string(e.body.size());
@@ -105,7 +103,10 @@ net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, 
     }
     if (!keep_alive) head += "Connection: close\r\n";
     head += "\r\n";
-    std::array<net::const_buffer, 2> buffers{net::buffer(head),
+    // Stored fields first, as the origin sent them; then the lines composed above.
+    const auto status_end = head.find('\n') + 1;
+    std::array<net::const_buffer, 4> buffers{net::buffer(head.data(), status_end), net::buffer(stored),
+                                             net::buffer(head.data() + status_end, head.size() - status_end),
                                              r.head_only ? net::const_buffer{} : net::buffer(e.body)};
     error_code ec;
     co_await net::async_write(stream, buffers, net::redirect_error(net::use_awaitable, ec));
@@ -294,7 +295,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
             co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
             break;
         }
-        if (boost::algorithm::iequals(parser.get()[bh::field::expect], "100-continue")) {
+        if (util::iequals(parser.get()[bh::field::expect], "100-continue")) {
             static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
             co_await net::async_write(s->stream, net::buffer(cont), net::redirect_error(net::use_awaitable, ec));
             if (ec) break;
@@ -327,7 +328,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
 
         s->stream.expires_after(limits.client_idle_timeout);
         if (r.hit) {
-            ec = co_await write_hit(s->stream, r, keep);
+            ec = co_await write_hit(s->stream, r, keep, s->head_buffer);
         } else {
             r.message.keep_alive(keep);
             co_await bh::async_write(s->stream, r.message, net::redirect_error(net::use_awaitable, ec));

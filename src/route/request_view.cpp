@@ -1,23 +1,12 @@
 #include <cachecar/route/request_view.hpp>
 
-namespace cachecar::route {
+#include <cachecar/util/ascii.hpp>
 
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-}  // namespace
+namespace cachecar::route {
 
 std::optional<std::string_view> request_view::header(std::string_view name) const {
     for (const auto& h : headers)
-        if (iequals(h.name, name)) return h.value;
+        if (util::iequals(h.name, name)) return h.value;
     return std::nullopt;
 }
 

@@ -1,20 +1,7 @@
 #include "text.hpp"
 
-#include <cstring>
 
 namespace cachecar::route::text {
-
-bool is_tchar(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
-
-bool is_token(std::string_view s) {
-    if (s.empty()) return false;
-    for (char c : s)
-        if (!is_tchar(c)) return false;
-    return true;
-}
 
 std::string to_lower(std::string_view s) {
     std::string out(s);

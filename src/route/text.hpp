@@ -1,14 +1,16 @@
 // Small text helpers shared by the route component (pattern parsing, matching, keys).
 #pragma once
 
+#include <cachecar/util/ascii.hpp>
+
 #include <string>
 #include <string_view>
 
 namespace cachecar::route::text {
 
 // RFC 9110 token character (methods, header names).
-bool is_tchar(char c);
-bool is_token(std::string_view s);
+using util::is_tchar;
+using util::is_token;
 
 std::string to_lower(std::string_view s);
 std::string to_upper(std::string_view s);

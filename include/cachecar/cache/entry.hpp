@@ -2,7 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +17,68 @@ using clock = std::chrono::system_clock;
 struct header_field {
     std::string name;
     std::string value;
+};
+
+struct header_view {
+    std::string_view name;
+    std::string_view value;
+};
+
+// End-to-end response header fields kept in their wire form, "Name: value\r\n" per
+// field in arrival order. A hit writes them with one copy (no re-serialisation), and
+// all of an entry's fields cost one allocation instead of two strings each.
+// Invariant: every name is an RFC 9110 token and no value holds CR, LF or NUL, so the
+// block can never split a response; add() enforces it.
+class header_block {
+public:
+    header_block() = default;
+    header_block(std::initializer_list<header_field> fields);
+
+    // Appends a field. Throws std::invalid_argument if !valid(name, value).
+    void add(std::string_view name, std::string_view value);
+    static bool valid(std::string_view name, std::string_view value);
+
+    std::size_t size() const { return count_; }
+    bool empty() const { return count_ == 0; }
+    // The serialised fields, each ending in CRLF (no final blank line).
+    std::string_view wire() const { return wire_; }
+    // Value of the first field named `name` (ASCII case-insensitive), or "" if none.
+    std::string_view find(std::string_view name) const;
+
+    class iterator {
+    public:
+        using value_type = header_view;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(std::string_view rest) : rest_(rest) { parse(); }
+        const header_view& operator*() const { return current_; }
+        const header_view* operator->() const { return &current_; }
+        iterator& operator++() {
+            rest_.remove_prefix(line_);
+            parse();
+            return *this;
+        }
+        iterator operator++(int) {
+            auto old = *this;
+            ++*this;
+            return old;
+        }
+        bool operator==(const iterator& o) const { return rest_.data() == o.rest_.data() && rest_.size() == o.rest_.size(); }
+
+    private:
+        void parse();
+        std::string_view rest_;
+        header_view current_;
+        std::size_t line_ = 0;
+    };
+    iterator begin() const { return iterator(wire_); }
+    iterator end() const { return iterator(std::string_view(wire_).substr(wire_.size())); }
+
+    bool operator==(const header_block& o) const { return wire_ == o.wire_; }
+
+private:
+    std::string wire_;
+    std::uint32_t count_ = 0;
 };
 
 // The generation a category had when the fill that produced an entry *started*.
@@ -38,7 +102,7 @@ inline constexpr std::size_t entry_bookkeeping_bytes = 416;
 
 struct entry {
     unsigned status = 200;
-    std::vector<header_field> headers;  // end-to-end headers only, as received from the origin
+    header_block headers;  // end-to-end headers only, as received from the origin
     std::string body;
     clock::time_point stored_at{};
     clock::time_point expires_at{};    // fresh until then
@@ -47,8 +111,8 @@ struct entry {
 
     bool fresh_at(clock::time_point now) const { return now < expires_at; }
     // Bytes this entry costs in a tier, counting the key, headers, body and stamps:
-    // key + body + each header's name + value + sizeof(header_field) + each stamp's
-    // category + sizeof(category_stamp) + entry_bookkeeping_bytes. An estimate of
+    // key + body + the headers' wire size + each stamp's category +
+    // sizeof(category_stamp) + entry_bookkeeping_bytes. An estimate of
     // heap use (allocator slack and string capacity beyond size are not seen).
     std::size_t footprint(std::string_view key) const;
 };

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -57,21 +58,27 @@ public:
     net::awaitable<bool> still_valid(const entry& e, bool from_memory);
 
 private:
+    // Every (operation, outcome) pair a tier is counted under, in the order of the
+    // label table in tier_chain.cpp.
+    enum class tier_event : std::uint8_t {
+        lookup_hit, lookup_miss, lookup_expired, lookup_purged, lookup_error, lookup_skipped,
+        store_ok, store_too_large, store_skipped, store_dropped, store_error,
+        clear_ok, clear_error, erase_ok, erase_error,
+    };
+    static constexpr std::size_t tier_event_count = 15;
+
     std::shared_ptr<tier> at(config::tier_kind kind) const;
-    // Resolved once in the constructor: the hit path must not build label strings.
-    stats::counter& op_counter(config::tier_kind kind, std::string_view op, std::string_view outcome);
+    // Resolved once in the constructor: the hit path indexes an array, never builds
+    // or compares label strings.
+    stats::counter& op_counter(config::tier_kind kind, tier_event event) {
+        return *op_counters_[static_cast<std::size_t>(kind)][static_cast<std::size_t>(event)];
+    }
 
     net::any_io_executor background_;
     std::shared_ptr<memory_tier> memory_;
     std::shared_ptr<generation_store> generations_;
     stats::registry& metrics_;
-    struct op_slot {
-        config::tier_kind kind;
-        std::string_view op;
-        std::string_view outcome;
-        stats::counter* value;
-    };
-    std::vector<op_slot> op_counters_;
+    std::array<std::array<stats::counter*, tier_event_count>, 3> op_counters_{};
     mutable std::mutex tiers_mutex_;  // guards tiers_ (changed only at start-up and reload)
     std::array<std::shared_ptr<tier>, 3> tiers_;
     std::shared_ptr<std::atomic<int>> background_writes_ = std::make_shared<std::atomic<int>>(0);

@@ -88,6 +88,7 @@ private:
     snapshot_holder& snapshots_;
     cache::tier_chain& tiers_;
     stats::registry& metrics_;
+    stats::counter& pass_through_requests_;  // route "-": resolved once, not per request
     cache::coalescer<fetched> coalescer_;
     std::shared_ptr<spdlog::logger> access_log_;
     std::shared_ptr<spdlog::logger> log_;

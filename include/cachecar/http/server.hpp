@@ -31,12 +31,20 @@ struct access_record {
     double upstream_seconds = -1;  // < 0: no upstream request
 };
 
-// One answer. A cache hit is written straight from the stored entry (no copy of the
-// body); everything else is a Beast message.
+// The per-hit header lines added to a stored response: X-Cache, X-Cache-Tier, Age
+// and Via. Views of static strings.
+struct hit_info {
+    std::string_view x_cache = "HIT";  // HIT or STALE
+    std::string_view tier = "memory";
+    std::int64_t age_seconds = 0;
+};
+
+// One answer. A cache hit is written straight from the stored entry (its serialised
+// header block and body, no copies into a message); everything else is a Beast message.
 struct reply {
     response message;
     cache::entry_ptr hit;
-    std::string hit_headers;  // extra header lines for a hit ("X-Cache: HIT\r\n...")
+    hit_info hit_meta;        // for a hit
     bool head_only = false;   // HEAD: headers of the entry, no body
     bool close = false;       // close the connection after writing
     access_record access;     // its views point into `owner`

@@ -71,11 +71,10 @@ TEST(memory_tier, footprint_counts_key_headers_body_and_stamps) {
     EXPECT_EQ(e.footprint("0123456789"), bare + 10);
     e.body.assign(1000, 'x');
     EXPECT_EQ(e.footprint(""), bare + 1000);
-    e.headers.push_back({"abc", "defgh"});
-    EXPECT_EQ(e.footprint(""), bare + 1000 + 8 + sizeof(cachecar::cache::header_field));
+    e.headers.add("abc", "defgh");  // stored as "abc: defgh\r\n"
+    EXPECT_EQ(e.footprint(""), bare + 1000 + 12);
     e.stamps.push_back({"videos", 12345});
-    EXPECT_EQ(e.footprint(""),
-              bare + 1000 + 8 + sizeof(cachecar::cache::header_field) + 6 + sizeof(cachecar::cache::category_stamp));
+    EXPECT_EQ(e.footprint(""), bare + 1000 + 12 + 6 + sizeof(cachecar::cache::category_stamp));
 }
 
 TEST(memory_tier, usage_is_the_sum_of_footprints) {
