@@ -125,13 +125,20 @@ bench_cpus() {
 
 # ---------------------------------------------------------------- helpers
 TAKEN_PORTS=" "
+# Listening ports come from below the kernel's ephemeral range: a port inside it that is
+# free now can become the source port of any outgoing connection (cachecar's to Redis,
+# MongoDB or the origin) before the server that was meant to bind it starts.
+PORT_LO=10000
+PORT_HI=$(($(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - 1))
+((PORT_HI > PORT_LO + 1000)) || PORT_HI=$((PORT_LO + 10000))
 # free_port: sets FREE_PORT (a function, not $(...), so TAKEN_PORTS persists).
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % (PORT_HI - PORT_LO + 1)))
     [[ $TAKEN_PORTS == *" $p "* ]] && continue
-    if [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]]; then
+    # No socket at all on it, listening or connected.
+    if [[ -z $(ss -Htan "sport = :$p" 2>/dev/null) ]]; then
       TAKEN_PORTS+="$p "
       FREE_PORT=$p
       return 0

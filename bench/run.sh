@@ -91,7 +91,7 @@ fi
 # start_cachecar_case TIER: (re)start the instance that serves every route from TIER.
 start_cachecar_case() {
   local name=cachecar-$1
-  cachecar_config "$1" | start_cachecar "$name"
+  start_cachecar "$name" < <(cachecar_config "$1")
   PID_OF[$name]=$STARTED_PID
   BASE[$name]=http://127.0.0.1:$STARTED_PORT
   ADMIN_OF[$name]=http://127.0.0.1:$STARTED_ADMIN
