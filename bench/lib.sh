@@ -337,6 +337,20 @@ EOF
 }
 
 origin_requests() { wc -l <"$WORK/origin/access.log"; }
+# origin_settled: origin_requests once it has not changed for 0.2 s (at most 6 s): when
+# wrk stops, requests the server already forwarded still reach the origin, and they
+# belong to the run that just ended, not to the next one.
+origin_settled() {
+  local a b
+  a=$(origin_requests)
+  for _ in $(seq 30); do
+    sleep 0.2
+    b=$(origin_requests)
+    [[ $a == "$b" ]] && break
+    a=$b
+  done
+  echo "$a"
+}
 
 # ---------------------------------------------------------------- stores
 # start_redis: a private redis-server for cachecar's Redis tier: no persistence, its own

@@ -271,7 +271,7 @@ run_one() {
     -s "$ROOT/bench/check.lua" "${BASE[$name]}" -- "$mode" "$path" "$prefix" "${WANT_TIER[$name]}" \
     >"$out" 2>&1 || { cat "$out" >&2; die "$scen/$name: wrk failed"; }
   [[ -n $purger ]] && stop_pid "$purger"
-  origin1=$(origin_requests)
+  origin1=$(origin_settled)
   server_alive "$name"
 
   local rps p50 p99 chk total non200 hit miss none other tier_bad n_origin=$((origin1 - origin0))
