@@ -381,6 +381,7 @@ rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 # ("listening on PORT"). Sets MONGO_PORT, MONGO_PID.
 start_mongo_server() {
   local logf=$WORK/mongo-server.log
+  : >"$logf"  # exists before the background process opens it: awk reads it at once
   taskset -c "$SERVER_CPU" "$MONGO_TEST_SERVER_BIN" --port 0 >"$logf" 2>&1 &
   MONGO_PID=$!
   PIDS+=("$MONGO_PID")

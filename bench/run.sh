@@ -107,7 +107,6 @@ want cachecar-mongo && start_cachecar_case mongo
 restart_mongo_case() {
   stop_pid "${PID_OF[cachecar-mongo]}"
   stop_pid "$MONGO_PID"
-  : >"$WORK/mongo-server.log"
   start_mongo_server
   start_cachecar_case mongo
 }
