@@ -24,7 +24,7 @@ for arg in "$@"; do
   case $arg in
     --build) BUILD=1 ;;
     --quick) DURATION=${DURATION:-2}; ROUNDS=${ROUNDS:-1} ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
