@@ -239,8 +239,8 @@ server_alive() {
 
 # ---------------------------------------------------------------- one run
 CSV=$WORK/results.csv
-echo "scenario,server,round,req_per_s,p50_ms,p99_ms,responses,non200,hit,miss,none,other,tier_bad,origin_requests,purges" >"$CSV"
-declare -A RPS=() P50=() P99=() HITPCT=() ORIG=() PURGES=()
+echo "scenario,server,round,req_per_s,p50_ms,p99_ms,responses,non200,hit,miss,none,other,tier_bad,origin_requests,purges,purges_failed" >"$CSV"
+declare -A RPS=() P50=() P99=() HITPCT=() ORIG=() PURGES=() PURGE_FAILED=()
 NONCE=$(date +%s)-$$
 
 # run_one SCENARIO NAME ROUND
@@ -283,10 +283,15 @@ run_one() {
   [[ $p50 != bad && $p99 != bad ]] || { cat "$out" >&2; die "$scen/$name: unknown latency unit"; }
   local k v kv
   for kv in ${chk#CHECK }; do k=${kv%%=*} v=${kv#*=}; printf -v "$k" '%s' "$v"; done
+  local purge_failed=0
   if [[ -s $purge_file ]]; then
     purges=$(grep -c '^200$' "$purge_file" || true)
-    grep -qv '^200$' "$purge_file" &&
-      die "$scen/$name: a purge did not answer 200 ($(sort "$purge_file" | uniq -c | tr '\n' ' '))"
+    purge_failed=$(grep -vc '^200$' "$purge_file" || true)
+    # A purge that is refused is the server's answer to overload (cachecar defers a
+    # purge with 503 while a tier's circuit breaker is open), not a wrong response to
+    # the measured traffic: reported in the table, not fatal.
+    ((purge_failed == 0)) ||
+      log "  WARNING: $purge_failed purge(s) did not answer 200 ($(sort "$purge_file" | uniq -c | xargs)); see $name's log"
   fi
 
   # What every run must be. wrk's own error lines first: socket errors, non-2xx.
@@ -324,6 +329,11 @@ run_one() {
       ((n_origin > 0)) || bad+="the origin saw no request: the purges had no effect; " ;;
   esac
   if [[ -n $bad ]]; then
+    # A shared tier that times out is marked down and its lookups become misses: on a
+    # machine busy with other work that, not cachecar's cache, is the usual cause.
+    [[ $name == cachecar-redis || $name == cachecar-mongo ]] && ((hit < total)) &&
+      grep -q 'marked down' "$WORK/$name.log" &&
+      bad+="its tier was marked down after timeouts (see its log below; is the machine busy?); "
     cat "$out" >&2
     die "$scen/$name round $round: $bad(wrk output above)"
   fi
@@ -332,8 +342,8 @@ run_one() {
   hitpct=$(awk -v h="$hit" -v t="$total" 'BEGIN {printf "%.1f", 100 * h / t}')
   local key="$scen|$name"
   RPS[$key]+="$rps " P50[$key]+="$p50 " P99[$key]+="$p99 " HITPCT[$key]+="$hitpct "
-  ORIG[$key]+="$n_origin " PURGES[$key]+="$purges "
-  echo "$scen,$name,$round,$rps,$p50,$p99,$total,$non200,$hit,$miss,$none,$other,$tier_bad,$n_origin,$purges" >>"$CSV"
+  ORIG[$key]+="$n_origin " PURGES[$key]+="$purges " PURGE_FAILED[$key]=$((${PURGE_FAILED[$key]:-0} + purge_failed))
+  echo "$scen,$name,$round,$rps,$p50,$p99,$total,$non200,$hit,$miss,$none,$other,$tier_bad,$n_origin,$purges,$purge_failed" >>"$CSV"
   log "  $rps req/s, p50 $p50 ms, p99 $p99 ms; $total responses: hit $hit, miss $miss, other $other; origin $n_origin${purger:+; $purges purges}"
 }
 
@@ -423,6 +433,7 @@ versions() {
       hp=$(med "${HITPCT[$key]}"); hp=$(printf '%.1f' "$hp")
       [[ $name == direct ]] && hp="–"
       pg=$(fmt_int "$(med "${PURGES[$key]}")")
+      ((${PURGE_FAILED[$key]:-0} == 0)) || pg+=" (${PURGE_FAILED[$key]} refused in all)"
       [[ $scen == purge ]] || pg="–"
       printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${SCEN_TITLE[$scen]}" "${LABEL[$name]}" \
         "$(fmt_int "$r")" "$(med "${P50[$key]}")" "$(med "${P99[$key]}")" "$(ratio "$r" "$nx")" \
