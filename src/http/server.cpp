@@ -2,6 +2,8 @@
 #include <cachecar/logging.hpp>
 #include <cachecar/util/ascii.hpp>
 
+#include <boost/beast/core/buffer_traits.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <spdlog/spdlog.h>
 
 namespace cachecar::http {
@@ -76,10 +78,42 @@ response make_error(unsigned status, const std::string& text, unsigned version) 
     return res;
 }
 
+// Writes with a deadline that restarts whenever bytes move (nginx's send_timeout):
+// a client that reads slowly but steadily gets its whole response; one that stops
+// reading is cut off after `idle` without progress. A single deadline over the whole
+// write would cut off a large response on a slow but healthy link.
+template <class Buffers>
+net::awaitable<error_code> write_with_progress_deadline(beast::tcp_stream& stream, const Buffers& buffers,
+                                                        config::duration idle) {
+    beast::buffers_suffix<Buffers> rest(buffers);
+    error_code ec;
+    while (beast::buffer_bytes(rest) != 0) {
+        stream.expires_after(idle);
+        const std::size_t n = co_await stream.async_write_some(rest, net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+        rest.consume(n);
+    }
+    co_return ec;
+}
+
+// The same for a Beast message, serialised piece by piece.
+net::awaitable<error_code> write_with_progress_deadline(beast::tcp_stream& stream, response& message,
+                                                        config::duration idle) {
+    bh::serializer<false, bh::string_body> sr(message);
+    error_code ec;
+    while (!sr.is_done()) {
+        stream.expires_after(idle);
+        co_await bh::async_write_some(stream, sr, net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+    }
+    co_return ec;
+}
+
 // Writes a cache hit from the stored entry. Only the status line, the per-hit lines
 // (Age and X-Cache change) and the framing are composed here, into the session's
 // reused `head` buffer; the stored header block and the body go out as they are.
-net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive, std::string& head) {
+net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive, std::string& head,
+                                     config::duration idle) {
     const auto& e = *r.hit;
     head.clear();
     head += "HTTP/1.1 ";
@@ -108,8 +142,7 @@ net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, 
     std::array<net::const_buffer, 4> buffers{net::buffer(head.data(), status_end), net::buffer(stored),
                                              net::buffer(head.data() + status_end, head.size() - status_end),
                                              r.head_only ? net::const_buffer{} : net::buffer(e.body)};
-    error_code ec;
-    co_await net::async_write(stream, buffers, net::redirect_error(net::use_awaitable, ec));
+    const error_code ec = co_await write_with_progress_deadline(stream, buffers, idle);
     co_return ec;
 }
 
@@ -326,12 +359,11 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         reply r = co_await handler_.handle(req, conn);
         const bool keep = client_keep_alive && !r.close && !draining_;
 
-        s->stream.expires_after(limits.client_idle_timeout);
         if (r.hit) {
-            ec = co_await write_hit(s->stream, r, keep, s->head_buffer);
+            ec = co_await write_hit(s->stream, r, keep, s->head_buffer, limits.client_idle_timeout);
         } else {
             r.message.keep_alive(keep);
-            co_await bh::async_write(s->stream, r.message, net::redirect_error(net::use_awaitable, ec));
+            ec = co_await write_with_progress_deadline(s->stream, r.message, limits.client_idle_timeout);
         }
         handler_.on_complete(req, r, conn, std::chrono::steady_clock::now() - started);
         s->busy = false;
