@@ -232,6 +232,7 @@ decode_result decode_entry(std::string_view bytes) {
         }
         e->headers.add(name, value);
     }
+    e->headers.shrink_to_fit();
 
     std::uint32_t stamp_count = 0;
     if (!r.get(stamp_count) || stamp_count > r.remaining() / min_stamp_size) return fail(decode_error::malformed);

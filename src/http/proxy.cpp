@@ -178,6 +178,7 @@ cache::entry_ptr make_entry(const response& res, const route::compiled_route& ro
             e->headers.add(f.name_string(), f.value());
         }
     }
+    e->headers.shrink_to_fit();
     e->body = res.body();
     e->stored_at = clock::now();
     config::duration ttl = route.cfg.ttl;

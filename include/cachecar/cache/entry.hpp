@@ -37,6 +37,9 @@ public:
     // Appends a field. Throws std::invalid_argument if !valid(name, value).
     void add(std::string_view name, std::string_view value);
     static bool valid(std::string_view name, std::string_view value);
+    // Gives back the growth slack of the appends; call once the block is complete
+    // (an entry holds it for its whole life).
+    void shrink_to_fit() { wire_.shrink_to_fit(); }
 
     std::size_t size() const { return count_; }
     bool empty() const { return count_ == 0; }
