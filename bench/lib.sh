@@ -416,6 +416,8 @@ server:
   admin_listen: 127.0.0.1:@ADMIN@
   namespace: $ns
   threads: 1
+logging:
+  access_log: off   # as the peers: nginx runs with access_log off, Varnish without varnishncsa
 tiers:
   memory: { max_bytes: 64MiB }
 EOF
