@@ -2,6 +2,7 @@
 
 #include <cachecar/net.hpp>
 
+#include <limits>
 #include <optional>
 
 namespace cachecar::test {
@@ -117,7 +118,12 @@ client_response http_request(std::uint16_t port, const std::string& method, cons
     return out;
 }
 
-std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout) {
+namespace {
+
+// Connects, sends `bytes` and reads until `read_limit` bytes have arrived, the peer
+// closes or `timeout` passes; then closes, abortively (RST) with `reset`.
+std::string send_then_read(std::uint16_t port, const std::string& bytes, std::size_t read_limit, bool reset,
+                           std::chrono::milliseconds timeout) {
     net::io_context io;
     beast::tcp_stream stream(io);
     std::string received;
@@ -131,15 +137,29 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chro
             if (ec) co_return;
             co_await net::async_write(stream, net::buffer(bytes), net::redirect_error(net::use_awaitable, ec));
             char chunk[4096];
-            for (;;) {
-                auto n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
+            while (!ec && received.size() < read_limit) {
+                const auto want = std::min(sizeof chunk, read_limit - received.size());
+                auto n = co_await stream.async_read_some(net::buffer(chunk, want), net::redirect_error(net::use_awaitable, ec));
                 received.append(chunk, n);
-                if (ec) co_return;
             }
         },
         net::detached);
     io.run();
+    error_code ignored;
+    if (reset) stream.socket().set_option(net::socket_base::linger(true, 0), ignored);
+    stream.socket().close(ignored);
     return received;
+}
+
+}  // namespace
+
+std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout) {
+    return send_then_read(port, bytes, std::numeric_limits<std::size_t>::max(), false, timeout);
+}
+
+std::string send_and_abort(std::uint16_t port, const std::string& bytes, std::size_t read_bytes, bool reset,
+                           std::chrono::milliseconds timeout) {
+    return send_then_read(port, bytes, read_bytes, reset, timeout);
 }
 
 }  // namespace cachecar::test

@@ -36,6 +36,13 @@ inline client_response http_get(std::uint16_t port, const std::string& target, c
 std::string raw_exchange(std::uint16_t port, const std::string& bytes,
                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// A client that vanishes mid-exchange: sends `bytes`, reads until `read_bytes` of the
+// answer have arrived (0: reads nothing; stops early on close or after `timeout`),
+// then closes the connection; with `reset`, abortively (SO_LINGER 0: the peer sees
+// RST). Returns what was read.
+std::string send_and_abort(std::uint16_t port, const std::string& bytes, std::size_t read_bytes, bool reset,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 // A keep-alive connection for several requests.
 class http_session {
 public:

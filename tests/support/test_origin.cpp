@@ -3,24 +3,96 @@
 #include <cachecar/net.hpp>
 
 #include <atomic>
+#include <future>
+#include <system_error>
 #include <thread>
 
 namespace cachecar::test {
 
 namespace bh = beast::http;
 
+namespace {
+
+// The head of a response, for faults that write the message by hand.
+std::string raw_head(const origin_response& out, std::size_t content_length) {
+    std::string head = "HTTP/1.1 " + std::to_string(out.status) + " " +
+                       std::string(bh::obsolete_reason(static_cast<bh::status>(out.status))) + "\r\n";
+    head += "Content-Type: text/plain\r\nContent-Length: " + std::to_string(content_length) + "\r\n";
+    for (const auto& [k, v] : out.headers) head += k + ": " + v + "\r\n";
+    return head + "\r\n";
+}
+
+}  // namespace
+
 struct test_origin::impl {
     net::io_context io{2};
-    net::ip::tcp::acceptor acceptor{io};
+    // Keeps io.run() going while nothing listens (between stop() and restart()).
+    net::executor_work_guard<net::io_context::executor_type> work{io.get_executor()};
+    // On a strand: stop() and restart() close and reopen it from the test's thread.
+    net::ip::tcp::acceptor acceptor{net::make_strand(io)};
+    std::uint16_t port = 0;
     std::vector<std::thread> threads;
     mutable std::mutex mutex;
     handler h;
     std::vector<origin_request> seen;
+    std::vector<std::weak_ptr<beast::tcp_stream>> connections;  // guarded by mutex
     std::atomic<std::size_t> sequence{0};
-    std::atomic<bool> stopped{false};
+
+    // Runs `f` on `ex` and waits for it; rethrows what it threw.
+    template <class F>
+    static void run_on(const net::any_io_executor& ex, F f) {
+        std::promise<void> done;
+        net::post(ex, [&] {
+            try {
+                f();
+                done.set_value();
+            } catch (...) {
+                done.set_exception(std::current_exception());
+            }
+        });
+        done.get_future().get();
+    }
+
+    void listen() {
+        run_on(acceptor.get_executor(), [this] {
+            net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), port);
+            error_code ec;
+            acceptor.open(ep.protocol(), ec);
+            if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+            if (!ec) acceptor.bind(ep, ec);
+            if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+            if (ec) {
+                error_code ignored;
+                acceptor.close(ignored);
+                throw std::system_error(ec, "test_origin: cannot listen on port " + std::to_string(port));
+            }
+            port = acceptor.local_endpoint().port();
+            net::co_spawn(acceptor.get_executor(), accept_loop(), net::detached);
+        });
+    }
+
+    // Writes `out` by hand, broken as its fault says, and closes the connection.
+    static net::awaitable<void> answer_with_fault(beast::tcp_stream& stream, const origin_response& out) {
+        error_code ec;
+        if (out.fault == origin_fault::raw) {
+            co_await net::async_write(stream, net::buffer(out.body), net::redirect_error(net::use_awaitable, ec));
+            stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+        } else {
+            const auto partial = raw_head(out, out.body.size()) + out.body.substr(0, out.body.size() / 2);
+            co_await net::async_write(stream, net::buffer(partial), net::redirect_error(net::use_awaitable, ec));
+            stream.socket().set_option(net::socket_base::linger(true, 0), ec);
+        }
+        stream.socket().close(ec);
+    }
 
     net::awaitable<void> serve(net::ip::tcp::socket sock) {
-        beast::tcp_stream stream(std::move(sock));
+        auto owned = std::make_shared<beast::tcp_stream>(std::move(sock));
+        {
+            std::lock_guard lock(mutex);
+            std::erase_if(connections, [](const auto& w) { return w.expired(); });
+            connections.push_back(owned);
+        }
+        auto& stream = *owned;
         beast::flat_buffer buffer;
         for (;;) {
             bh::request<bh::string_body> req;
@@ -50,6 +122,10 @@ struct test_origin::impl {
             if (out.delay.count() > 0) {
                 net::steady_timer t(stream.get_executor(), out.delay);
                 co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+            }
+            if (out.fault != origin_fault::none) {
+                co_await answer_with_fault(stream, out);
+                co_return;
             }
             bh::response<bh::string_body> res{static_cast<bh::status>(out.status), 11};
             res.set(bh::field::content_type, "text/plain");
@@ -81,13 +157,8 @@ struct test_origin::impl {
 };
 
 test_origin::test_origin() : impl_(std::make_unique<impl>()) {
-    net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
-    impl_->acceptor.open(ep.protocol());
-    impl_->acceptor.set_option(net::socket_base::reuse_address(true));
-    impl_->acceptor.bind(ep);
-    impl_->acceptor.listen();
-    net::co_spawn(impl_->io, impl_->accept_loop(), net::detached);
     for (int i = 0; i < 2; ++i) impl_->threads.emplace_back([this] { impl_->io.run(); });
+    impl_->listen();
 }
 
 test_origin::~test_origin() {
@@ -95,7 +166,34 @@ test_origin::~test_origin() {
     for (auto& t : impl_->threads) t.join();
 }
 
-std::uint16_t test_origin::port() const { return impl_->acceptor.local_endpoint().port(); }
+void test_origin::stop() {
+    impl::run_on(impl_->acceptor.get_executor(), [this] {
+        error_code ignored;
+        impl_->acceptor.close(ignored);
+    });
+    std::vector<std::shared_ptr<beast::tcp_stream>> open;
+    {
+        std::lock_guard lock(impl_->mutex);
+        for (auto& w : impl_->connections) {
+            if (auto c = w.lock()) open.push_back(std::move(c));
+        }
+        impl_->connections.clear();
+    }
+    // Each connection is closed on its own strand (streams are not thread-safe).
+    for (auto& c : open) {
+        impl::run_on(c->get_executor(), [&c] {
+            error_code ignored;
+            c->socket().close(ignored);
+        });
+    }
+}
+
+void test_origin::restart() {
+    stop();
+    impl_->listen();
+}
+
+std::uint16_t test_origin::port() const { return impl_->port; }
 
 void test_origin::set_handler(handler h) {
     std::lock_guard lock(impl_->mutex);

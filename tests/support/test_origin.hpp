@@ -1,5 +1,10 @@
 // A real HTTP backend for tests: listens on 127.0.0.1:0, records every request it
 // receives and answers through a scriptable handler (with optional delay).
+//
+// Faults, for tests of what cachecar does when its backend misbehaves:
+// - a hanging backend: a `delay` longer than cachecar's limits.upstream_timeout;
+// - a broken answer: origin_response::fault (reset mid-body, raw bytes);
+// - a backend that is down: stop() (connections refused) and restart() on the same port.
 #pragma once
 
 #include <chrono>
@@ -20,11 +25,22 @@ struct origin_request {
     std::map<std::string, std::string> headers;  // lower-case names; repeated fields joined with ", "
 };
 
+enum class origin_fault {
+    none,
+    // Sends the head (Content-Length of the whole body) and the first half of the body,
+    // then resets the connection (SO_LINGER 0 close: the peer sees RST, not FIN).
+    reset_mid_body,
+    // Sends `body` verbatim as the whole answer (no status line or headers added), then
+    // closes: for garbage, invalid status lines or broken chunked encoding.
+    raw,
+};
+
 struct origin_response {
     unsigned status = 200;
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
     std::chrono::milliseconds delay{0};  // wait before answering (without blocking other requests)
+    origin_fault fault = origin_fault::none;
 };
 
 class test_origin {
@@ -35,8 +51,14 @@ public:
     test_origin();
     ~test_origin();
 
-    std::uint16_t port() const;
+    std::uint16_t port() const;  // the same across stop()/restart()
     void set_handler(handler h);
+
+    // Closes the listener and every open connection (in-flight requests get no answer)
+    // and returns once new connections are refused. Idempotent.
+    void stop();
+    // Listens again on the same port; throws std::system_error if it has been taken.
+    void restart();
 
     std::size_t count() const;
     // Requests whose target starts with `prefix`.

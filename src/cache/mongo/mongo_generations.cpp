@@ -127,8 +127,16 @@ std::optional<bool> mongo_generation_store::validate_cached(const std::vector<ca
 }
 
 net::awaitable<bool> mongo_generation_store::flush_pending() {
-    const auto categories = cache_.pending();
-    if (categories.empty()) co_return true;
+    const auto pending = cache_.pending();
+    if (pending.empty()) co_return true;
+    // Purges deferred through an outage pile up by the thousand on a busy site. Bumped
+    // one by one (two round trips each) they outlasted the timeout on every retry, and
+    // current() fails while any is pending, so the tier stayed down after MongoDB had
+    // returned. Past a few, bump all_category instead: every entry carries it, so this
+    // purges a superset of the backlog in one go.
+    constexpr std::size_t max_separate = 16;
+    const bool everything = pending.size() > max_separate;
+    const auto categories = everything ? std::vector<std::string>{std::string(all_category)} : pending;
     auto& im = connection_->internals();
     const auto& o = im.options;
     // A named job, not a temporary: see coalescer.hpp (GCC 12 and co_await).
@@ -136,9 +144,10 @@ net::awaitable<bool> mongo_generation_store::flush_pending() {
     auto r = co_await im.run<std::vector<std::uint64_t>>(std::move(job0));
     if (!r) co_return false;
     for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
-    cache_.settle(categories);
-    logging::get("mongo")->info("mongo: {} deferred purges applied", categories.size());
-    metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += categories.size();
+    cache_.settle(pending);
+    logging::get("mongo")->info("mongo: {} deferred purges applied{}", pending.size(),
+                                everything ? " as one purge of everything" : "");
+    metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += pending.size();
     co_return true;
 }
 
