@@ -47,4 +47,15 @@ void apply(const config::logging_config& cfg) {
 
 config::logging_config::access_format access_format() { return current_access_format.load(); }
 
+std::optional<std::uint64_t> throttle::admit() {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_.load(std::memory_order_relaxed);
+    // Overflow-safe "now - last >= interval": last starts at the minimum value.
+    if (last > now - interval_.count() || !last_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+        suppressed_.fetch_add(1, std::memory_order_relaxed);
+        return std::nullopt;
+    }
+    return suppressed_.exchange(0, std::memory_order_relaxed);
+}
+
 }  // namespace cachecar::logging

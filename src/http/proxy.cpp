@@ -318,7 +318,10 @@ net::awaitable<fetched> proxy::fetch(const request& req, const connection_info& 
                     : out.upstream.error() == make_error_code(upstream_error::connect_failed) ? "connect"
                                                                                               : "io";
         metrics_.get("cachecar_upstream_errors_total", {{"route", "*"}, {"kind", kind}})++;
-        log_->warn("upstream {} {}: {}", req.method_string(), req.target(), out.upstream.error().message());
+        if (auto held_back = upstream_error_log_.admit()) {
+            log_->warn("upstream {} {}: {}{}", req.method_string(), req.target(), out.upstream.error().message(),
+                       *held_back ? fmt::format(" ({} similar failures not logged in the last second)", *held_back) : "");
+        }
     } else if (out.upstream->result_int() >= 500) {
         metrics_.get("cachecar_upstream_errors_total", {{"route", "*"}, {"kind", "status_5xx"}})++;
     }
@@ -367,7 +370,10 @@ net::awaitable<reply> proxy::serve_write(request& req, const connection_info& co
             // The backend has done the write, so its answer goes to the client. The
             // generation store keeps the purge pending and serves nothing it could
             // affect until the purge lands (see redis_generations.hpp).
-            log_->error("purge of {} categories deferred: {}", categories.size(), bumped.error().message());
+            if (auto held_back = deferred_purge_log_.admit()) {
+                log_->error("purge of {} categories deferred: {}{}", categories.size(), bumped.error().message(),
+                            *held_back ? fmt::format(" ({} more deferred purges not logged)", *held_back) : "");
+            }
         }
     }
     ++*counters.requests[static_cast<std::size_t>(stats::request_result::write)];

@@ -11,6 +11,7 @@
 #include <cachecar/config/config.hpp>
 #include <cachecar/http/server.hpp>
 #include <cachecar/http/upstream_pool.hpp>
+#include <cachecar/logging.hpp>
 #include <cachecar/route/matcher.hpp>
 #include <cachecar/stats/metrics.hpp>
 
@@ -92,6 +93,9 @@ private:
     cache::coalescer<fetched> coalescer_;
     std::shared_ptr<spdlog::logger> access_log_;
     std::shared_ptr<spdlog::logger> log_;
+    // An outage fails every request the same way: log one line a second, with a count.
+    logging::throttle upstream_error_log_;
+    logging::throttle deferred_purge_log_;
     struct refresh_set {
         std::mutex mutex;
         std::unordered_set<std::string> keys;
