@@ -27,6 +27,32 @@ constexpr std::size_t max_config_file_bytes = 16u * 1024u * 1024u;
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
+// A diagnostic is one line of `--check` output, but its message can carry config
+// text (a quoted value, a key) or yaml-cpp's words about it ("unknown escape
+// character: " followed by the raw character): control bytes are written as escapes.
+std::string one_line(std::string message) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(message.size());
+    for (const char ch : message) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0x0f];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 // Optimal string alignment distance (Levenshtein plus transpositions): "ttl" is
 // one edit from "tll", so a typo of either kind gets a suggestion.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -228,7 +254,7 @@ public:
 private:
     void error(const YAML::Mark& m, std::string message) {
         const bool known = !m.is_null() && m.line >= 0 && m.column >= 0;
-        errors_.push_back({file_, known ? m.line + 1 : 0, known ? m.column + 1 : 0, std::move(message)});
+        errors_.push_back({file_, known ? m.line + 1 : 0, known ? m.column + 1 : 0, one_line(std::move(message))});
     }
     void error(const item& it, const std::string& message) { error(it.mark, it.path + ": " + message); }
 

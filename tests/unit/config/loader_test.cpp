@@ -569,6 +569,16 @@ routes:
               }));
 }
 
+// Found by fuzz_config (tests/fuzz/regressions/fuzz_config/): messages carrying
+// config text or yaml-cpp's words about a raw character broke the one-line
+// "file:line:col: message" form of --check output.
+TEST(loader, diagnostics_stay_on_one_line) {
+    EXPECT_EQ(diagnostics(std::string_view("a: \"x\\\x01\"\n")),
+              std::vector<std::string>{"t.yaml:1:8: YAML syntax error: unknown escape character: \\x01"});
+    EXPECT_EQ(diagnostics("\"a\\nb\": 1\n"),
+              std::vector<std::string>{"t.yaml:1:1: unknown key \"a\\nb\" in the top level"});
+}
+
 TEST(loader, missing_file) {
     auto r = load_file("/nonexistent/cachecar.yaml");
     EXPECT_FALSE(r.value);
