@@ -7,6 +7,7 @@
 
 #include "env_expand.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <sstream>
 
 namespace cachecar::config {
 
@@ -220,6 +222,39 @@ struct item {
     std::string path;  // "routes[0].ttl": names the value in messages
 };
 
+// Where each document of a YAML stream starts, and its root node.
+class document_marks final : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> starts;
+    std::vector<YAML::Mark> roots;
+
+    void OnDocumentStart(const YAML::Mark& m) override {
+        starts.push_back(m);
+        roots.push_back(m);
+        depth_ = 0;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+        ++depth_;
+    }
+    void OnSequenceEnd() override { --depth_; }
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+        ++depth_;
+    }
+    void OnMapEnd() override { --depth_; }
+
+private:
+    void node(const YAML::Mark& m) {
+        if (depth_ == 0) roots.back() = m;
+    }
+    int depth_ = 0;
+};
+
 struct entry {
     std::string key;
     YAML::Mark key_mark;
@@ -414,15 +449,33 @@ private:
     // ---- sections -------------------------------------------------------------
 
     void parse_document(std::string_view text, config& cfg) {
-        std::vector<YAML::Node> docs;
+        YAML::Node first;
         try {
-            docs = YAML::LoadAll(std::string(text));
+            // Not YAML::LoadAll: in yaml-cpp 0.7 it never returns (allocating as it
+            // goes) on a document that starts with ',', because the parser keeps
+            // producing empty documents without consuming that token
+            // (jbeder/yaml-cpp#1040, fixed upstream after 0.8.0). A bounded pass over
+            // the events counts the documents and notices a parser that makes no
+            // progress; only the first document is built.
+            std::istringstream in{std::string(text)};
+            YAML::Parser parser(in);
+            document_marks docs;
+            while (docs.starts.size() < 3 && parser.HandleNextDocument(docs)) {
+            }
+            for (std::size_t i = 1; i < docs.starts.size(); ++i) {
+                if (docs.starts[i].pos != docs.starts[i - 1].pos) continue;
+                const auto at = static_cast<std::size_t>(docs.starts[i].pos);
+                error(docs.starts[i], "YAML syntax error: unexpected " +
+                                          (at < text.size() ? quoted(text.substr(at, 1)) : std::string("end")));
+                return;
+            }
+            if (docs.starts.size() > 1) error(docs.roots[1], "only one YAML document is allowed");
+            first = YAML::Load(std::string(text));
         } catch (const YAML::Exception& e) {
             error(e.mark, "YAML syntax error: " + e.msg);
             return;
         }
-        if (docs.size() > 1) error(docs[1].Mark(), "only one YAML document is allowed");
-        const item root{docs.empty() ? YAML::Node() : docs[0], YAML::Mark(), ""};
+        const item root{first, YAML::Mark(), ""};
         if (!root.node.IsNull() && !root.node.IsMap()) {
             error(root.node.Mark(), "the config must be a map, not a " + kind_name(root.node));
             return;
