@@ -7,6 +7,7 @@
 
 #include "env_expand.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <sstream>
 
 namespace cachecar::config {
 
@@ -26,6 +28,32 @@ namespace {
 constexpr std::size_t max_config_file_bytes = 16u * 1024u * 1024u;
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// A diagnostic is one line of `--check` output, but its message can carry config
+// text (a quoted value, a key) or yaml-cpp's words about it ("unknown escape
+// character: " followed by the raw character): control bytes are written as escapes.
+std::string one_line(std::string message) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(message.size());
+    for (const char ch : message) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0x0f];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
 
 // Optimal string alignment distance (Levenshtein plus transpositions): "ttl" is
 // one edit from "tll", so a typo of either kind gets a suggestion.
@@ -194,6 +222,39 @@ struct item {
     std::string path;  // "routes[0].ttl": names the value in messages
 };
 
+// Where each document of a YAML stream starts, and its root node.
+class document_marks final : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> starts;
+    std::vector<YAML::Mark> roots;
+
+    void OnDocumentStart(const YAML::Mark& m) override {
+        starts.push_back(m);
+        roots.push_back(m);
+        depth_ = 0;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+        ++depth_;
+    }
+    void OnSequenceEnd() override { --depth_; }
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(m);
+        ++depth_;
+    }
+    void OnMapEnd() override { --depth_; }
+
+private:
+    void node(const YAML::Mark& m) {
+        if (depth_ == 0) roots.back() = m;
+    }
+    int depth_ = 0;
+};
+
 struct entry {
     std::string key;
     YAML::Mark key_mark;
@@ -228,7 +289,7 @@ public:
 private:
     void error(const YAML::Mark& m, std::string message) {
         const bool known = !m.is_null() && m.line >= 0 && m.column >= 0;
-        errors_.push_back({file_, known ? m.line + 1 : 0, known ? m.column + 1 : 0, std::move(message)});
+        errors_.push_back({file_, known ? m.line + 1 : 0, known ? m.column + 1 : 0, one_line(std::move(message))});
     }
     void error(const item& it, const std::string& message) { error(it.mark, it.path + ": " + message); }
 
@@ -388,15 +449,33 @@ private:
     // ---- sections -------------------------------------------------------------
 
     void parse_document(std::string_view text, config& cfg) {
-        std::vector<YAML::Node> docs;
+        YAML::Node first;
         try {
-            docs = YAML::LoadAll(std::string(text));
+            // Not YAML::LoadAll: in yaml-cpp 0.7 it never returns (allocating as it
+            // goes) on a document that starts with ',', because the parser keeps
+            // producing empty documents without consuming that token
+            // (jbeder/yaml-cpp#1040, fixed upstream after 0.8.0). A bounded pass over
+            // the events counts the documents and notices a parser that makes no
+            // progress; only the first document is built.
+            std::istringstream in{std::string(text)};
+            YAML::Parser parser(in);
+            document_marks docs;
+            while (docs.starts.size() < 3 && parser.HandleNextDocument(docs)) {
+            }
+            for (std::size_t i = 1; i < docs.starts.size(); ++i) {
+                if (docs.starts[i].pos != docs.starts[i - 1].pos) continue;
+                const auto at = static_cast<std::size_t>(docs.starts[i].pos);
+                error(docs.starts[i], "YAML syntax error: unexpected " +
+                                          (at < text.size() ? quoted(text.substr(at, 1)) : std::string("end")));
+                return;
+            }
+            if (docs.starts.size() > 1) error(docs.roots[1], "only one YAML document is allowed");
+            first = YAML::Load(std::string(text));
         } catch (const YAML::Exception& e) {
             error(e.mark, "YAML syntax error: " + e.msg);
             return;
         }
-        if (docs.size() > 1) error(docs[1].Mark(), "only one YAML document is allowed");
-        const item root{docs.empty() ? YAML::Node() : docs[0], YAML::Mark(), ""};
+        const item root{first, YAML::Mark(), ""};
         if (!root.node.IsNull() && !root.node.IsMap()) {
             error(root.node.Mark(), "the config must be a map, not a " + kind_name(root.node));
             return;

@@ -1,6 +1,7 @@
 #include <cachecar/http/proxy.hpp>
 
 #include <cachecar/http/cache_rules.hpp>
+#include <cachecar/http/routing.hpp>
 #include <cachecar/route/key_builder.hpp>
 #include <cachecar/util/ascii.hpp>
 
@@ -32,13 +33,6 @@ std::string iso_now() {
     const auto now = std::chrono::system_clock::now();
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
     return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms);
-}
-
-std::vector<route::header_view> header_views(const request& req) {
-    std::vector<route::header_view> out;
-    out.reserve(16);
-    for (const auto& f : req) out.push_back({f.name_string(), f.value()});
-    return out;
 }
 
 // The request as the backend gets it: same method, target and body; hop-by-hop
@@ -289,14 +283,13 @@ void proxy::on_complete(const request& req, const reply& r, const connection_inf
 net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
     // Hold the snapshot for the whole request: a reload swaps in a new one for later requests.
     snapshot_ptr snap = snapshots_.load();
-    const auto [path, query] = split(req.target());
-    const auto method = req.method_string();
+    const auto decision = decide_route(snap->routes, req);
 
     reply r;
-    if (auto inv = snap->routes.find_invalidation(method, path)) {
-        r = co_await serve_write(req, conn, *snap, inv);
-    } else if (auto m = snap->routes.find_route(method, path)) {
-        r = co_await serve_cacheable(req, conn, snap, m);
+    if (decision.invalidation) {
+        r = co_await serve_write(req, conn, *snap, decision.invalidation);
+    } else if (decision.cacheable) {
+        r = co_await serve_cacheable(req, conn, snap, decision.cacheable);
     } else {
         r = co_await serve_pass_through(req, conn, *snap);
     }
@@ -358,9 +351,8 @@ net::awaitable<reply> proxy::serve_write(request& req, const connection_info& co
     if (status >= 200 && status < 300) {
         // Purge before the client sees the response: once it has the answer to its
         // write, no read may return what was cached before it.
-        const auto [path, query] = split(req.target());
-        auto headers = header_views(req);
-        route::request_view view{req.method_string(), path, query, headers, req.body(), &m.params};
+        const auto headers = header_views(req);
+        const auto view = make_request_view(req, headers, m.params);
         auto categories = route::expand_categories(inv.purges, view);
         auto bumped = co_await tiers_.generations().bump(categories);
         if (bumped) {
@@ -398,11 +390,9 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         co_return r;
     }
 
-    const auto [path, query] = split(req.target());
-    auto headers = header_views(req);
-    route::request_view view{req.method_string(), path, query, headers, req.body(), &m.params};
-    const std::string credential = route.cfg.shared ? std::string{} : route::credential_fingerprint(route, view);
-    const std::string key = route::build_key(snap.cfg.server.key_namespace, route, view, credential);
+    const auto headers = header_views(req);
+    const auto view = make_request_view(req, headers, m.params);
+    const std::string key = route::request_key(snap.cfg.server.key_namespace, route, view);
     const bool head = req.method() == bh::verb::head;
 
     // Look up; a Vary marker at the base key leads to this request's variant.

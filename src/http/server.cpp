@@ -1,4 +1,5 @@
 #include <cachecar/http/server.hpp>
+#include <cachecar/http/request_checks.hpp>
 #include <cachecar/logging.hpp>
 #include <cachecar/util/ascii.hpp>
 
@@ -30,43 +31,6 @@ struct server::session {
 };
 
 namespace {
-
-// Checks framing rules Beast 1.81 does not enforce itself; the message is rejected
-// (400, connection closed) rather than risk a front/back disagreement on its length.
-bool acceptable_framing(const bh::request_parser<bh::string_body>& parser) {
-    const auto& h = parser.get();
-    const auto te_count = h.count(bh::field::transfer_encoding);
-    const auto cl_count = h.count(bh::field::content_length);
-    if (te_count > 0 && cl_count > 0) return false;  // RFC 9112 6.3: the classic smuggling pair
-    if (cl_count > 1 || te_count > 1) return false;
-    if (te_count == 1) {
-        // Only a lone "chunked": any other coding would reach the backend re-framed
-        // but still encoded, and a list is where front and back ends disagree.
-        auto te = h[bh::field::transfer_encoding];
-        while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
-        while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
-        if (!util::iequals(te, "chunked")) return false;
-    }
-    return true;
-}
-
-// Checks the raw request head (request line and fields, through the blank line) for
-// what Beast 1.81 tolerates but a backend may read differently: obsolete line
-// folding, bare CR or LF, and control characters. Returns why it is rejected, or "".
-std::string_view raw_head_problem(std::string_view head) {
-    for (std::size_t i = 0; i < head.size(); ++i) {
-        const auto c = static_cast<unsigned char>(head[i]);
-        if (c == '\n') {
-            if (i == 0 || head[i - 1] != '\r') return "bare LF";
-            if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) return "obsolete line folding";
-        } else if (c == '\r') {
-            if (i + 1 >= head.size() || head[i + 1] != '\n') return "bare CR";
-        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return "control character";
-        }
-    }
-    return {};
-}
 
 response make_error(unsigned status, const std::string& text, unsigned version) {
     response res{static_cast<bh::status>(status), version};
@@ -263,9 +227,8 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
     beast::flat_buffer buffer;
     for (;;) {
         const auto limits = handler_.limits();
-        bh::request_parser<bh::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
-        parser.body_limit(limits.max_body_bytes);
+        request_parser parser;
+        apply_limits(parser, limits);
 
         s->stream.expires_after(limits.client_idle_timeout);
         error_code ec;
@@ -273,12 +236,13 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         // (asio::async_read_until would copy a Beast buffer, so read by hand.)
         std::size_t head_size = 0;
         for (;;) {
-            const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
-            if (auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
-                head_size = end + 4;
+            const auto scan =
+                scan_head({static_cast<const char*>(buffer.data().data()), buffer.size()}, limits.max_header_bytes);
+            if (scan.size != 0) {
+                head_size = scan.size;
                 break;
             }
-            if (buffer.size() >= limits.max_header_bytes) {
+            if (scan.over_limit) {
                 ec = net::error::not_found;
                 break;
             }
@@ -300,16 +264,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
         if (!ec) co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
-            unsigned status = 0;
-            if (ec == bh::error::header_limit || ec == bh::error::buffer_overflow) {
-                status = 431;
-            } else if (ec == bh::error::body_limit) {
-                status = 413;  // a declared Content-Length over max_body_bytes
-            } else if (ec.category() == error_code(bh::error::bad_target).category() && ec != bh::error::end_of_stream &&
-                       ec != bh::error::partial_message) {
-                status = 400;
-            }
-            if (status != 0) {
+            if (const unsigned status = rejection_status(ec, true); status != 0) {
                 handler_.on_rejected(status);
                 auto res = make_error(status,
                                       status == 431   ? "Request Header Fields Too Large"
@@ -322,7 +277,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
             break;  // end of stream, timeout, reset, or rejected
         }
         s->busy = true;
-        if (!acceptable_framing(parser)) {
+        if (!acceptable_framing(parser.get())) {
             handler_.on_rejected(400);
             auto res = make_error(400, "Bad Request: conflicting message framing", parser.get().version());
             co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -336,14 +291,10 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         if (!parser.is_done()) {
             co_await bh::async_read(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
             if (ec) {
-                if (ec == bh::error::body_limit) {
-                    handler_.on_rejected(413);
-                    auto res = make_error(413, "Content Too Large", parser.get().version());
-                    co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
-                } else if (ec.category() == error_code(bh::error::bad_target).category() &&
-                           ec != bh::error::end_of_stream && ec != bh::error::partial_message) {
-                    handler_.on_rejected(400);
-                    auto res = make_error(400, "Bad Request", parser.get().version());
+                if (const unsigned status = rejection_status(ec, false); status != 0) {
+                    handler_.on_rejected(status);
+                    auto res = make_error(status, status == 413 ? "Content Too Large" : "Bad Request",
+                                          parser.get().version());
                     co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
                 }
                 break;

@@ -196,6 +196,11 @@ std::string build_key(std::string_view key_namespace, const compiled_route& rout
     return key;
 }
 
+std::string request_key(std::string_view key_namespace, const compiled_route& route, const request_view& req) {
+    const std::string credential = route.cfg.shared ? std::string() : credential_fingerprint(route, req);
+    return build_key(key_namespace, route, req, credential);
+}
+
 std::vector<std::string> expand_categories(const std::vector<category_template>& templates, const request_view& req) {
     // A category is one string per template, except that a query parameter given
     // several times yields one category per value: the entry must be reachable by a

@@ -35,6 +35,10 @@ std::string credential_fingerprint(const compiled_route& route, const request_vi
 std::string build_key(std::string_view key_namespace, const compiled_route& route,
                       const request_view& req, std::string_view credential);
 
+// The key a request is stored under: build_key() with the request's credential
+// fingerprint, or with none when the route is `shared`.
+std::string request_key(std::string_view key_namespace, const compiled_route& route, const request_view& req);
+
 // Expands category templates against a request: "video:{query.uuid}" -> "video:42".
 // A placeholder whose value is absent expands to the empty string.
 std::vector<std::string> expand_categories(const std::vector<category_template>& templates,

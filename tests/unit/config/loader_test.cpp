@@ -569,6 +569,27 @@ routes:
               }));
 }
 
+// Found by fuzz_config (tests/fuzz/regressions/fuzz_config/): messages carrying
+// config text or yaml-cpp's words about a raw character broke the one-line
+// "file:line:col: message" form of --check output.
+TEST(loader, diagnostics_stay_on_one_line) {
+    EXPECT_EQ(diagnostics(std::string_view("a: \"x\\\x01\"\n")),
+              std::vector<std::string>{"t.yaml:1:8: YAML syntax error: unknown escape character: \\x01"});
+    EXPECT_EQ(diagnostics("\"a\\nb\": 1\n"),
+              std::vector<std::string>{"t.yaml:1:1: unknown key \"a\\nb\" in the top level"});
+}
+
+// Found by fuzz_config (tests/fuzz/regressions/fuzz_config/timeout-*): yaml-cpp 0.7's
+// LoadAll never returned on a document starting with ',' (and allocated without
+// bound), so --check and a reload hung on such a file.
+TEST(loader, leading_comma_is_a_syntax_error_not_a_hang) {
+    EXPECT_EQ(diagnostics(",a\n"), std::vector<std::string>{"t.yaml:1:1: YAML syntax error: unexpected \",\""});
+    EXPECT_EQ(diagnostics(",outes: [ {n1tch: \"GET /\", tiers} ]\n"),
+              std::vector<std::string>{"t.yaml:1:1: YAML syntax error: unexpected \",\""});
+    EXPECT_EQ(diagnostics("server: {}\n---\n,\n"),
+              std::vector<std::string>{"t.yaml:3:1: only one YAML document is allowed"});
+}
+
 TEST(loader, missing_file) {
     auto r = load_file("/nonexistent/cachecar.yaml");
     EXPECT_FALSE(r.value);
