@@ -11,7 +11,11 @@ header_block::header_block(std::initializer_list<header_field> fields) {
 }
 
 bool header_block::valid(std::string_view name, std::string_view value) {
-    return util::is_token(name) && value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+    if (!util::is_token(name)) return false;
+    for (const char c : value) {
+        if (c == '\r' || c == '\n' || c == '\0') return false;
+    }
+    return true;
 }
 
 void header_block::add(std::string_view name, std::string_view value) {
