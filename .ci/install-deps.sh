@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything cachecar needs to build, test and benchmark on Debian 12.
+# Installs everything cachecar needs to build, test and benchmark on Debian 12
+# (the sanitizer runtimes come with gcc: libasan8, libubsan1, liblsan0, libtsan2).
 # Idempotent: skips apt entirely when every package is already installed.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ packages=(
   libhiredis-dev libmongoc-dev libbson-dev libsystemd-dev
   libgtest-dev libgmock-dev
   redis-server curl strace
+  nginx-light wrk  # bench/soak.sh: the origin and the load generator
 )
 
 missing=()

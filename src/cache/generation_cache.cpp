@@ -1,9 +1,14 @@
 #include <cachecar/cache/generation_cache.hpp>
 
+#include <iterator>
+
 namespace cachecar::cache {
 
 void generation_cache::raise(const std::string& category, std::uint64_t generation, steady::time_point seen) {
     std::lock_guard lock(mutex_);
+    // Clearing all rather than evicting some: no per-entry bookkeeping on the hit
+    // path, and a refill costs one store round trip per category actually in use.
+    if (known_.size() >= max_known_ && !known_.contains(category)) known_.clear();
     auto& k = known_[category];
     if (generation > k.generation) k.generation = generation;
     if (seen > k.seen) k.seen = seen;
@@ -33,7 +38,16 @@ std::optional<bool> generation_cache::validate(const std::vector<category_stamp>
 
 void generation_cache::add_pending(const std::vector<std::string>& categories) {
     std::lock_guard lock(mutex_);
-    for (const auto& c : categories) pending_.insert(c);
+    if (pending_.size() + categories.size() <= max_pending_) {
+        for (const auto& c : categories) pending_.insert(c);
+        return;
+    }
+    // Collapse into a purge of everything, which covers every dropped category. The
+    // all_category purges already pending stay, each one: a flush in flight settles
+    // the ones it took, and must not settle this new one.
+    const std::string all(all_category);
+    for (auto it = pending_.begin(); it != pending_.end();) it = *it == all ? std::next(it) : pending_.erase(it);
+    pending_.insert(all);
 }
 
 std::vector<std::string> generation_cache::pending() const {
@@ -46,6 +60,11 @@ void generation_cache::settle(const std::vector<std::string>& applied) {
     for (const auto& c : applied) {
         if (auto it = pending_.find(c); it != pending_.end()) pending_.erase(it);
     }
+}
+
+std::size_t generation_cache::known_count() const {
+    std::lock_guard lock(mutex_);
+    return known_.size();
 }
 
 std::size_t generation_cache::pending_count() const {

@@ -12,10 +12,31 @@ constexpr std::uint64_t unreachable_generation = std::numeric_limits<std::uint64
 
 }  // namespace
 
+std::uint64_t local_generation_store::lookup(std::string_view category) const {
+    const auto found = generations_.find(category);
+    return found == generations_.end() ? floor_ : found->second;
+}
+
+void local_generation_store::make_room(std::size_t incoming) {
+    if (generations_.size() + incoming <= max_categories_) return;
+    // Above every generation issued so far, so no earlier stamp matches any more.
+    std::uint64_t top = floor_;
+    for (const auto& [name, generation] : generations_) top = std::max(top, generation);
+    floor_ = top + 1;
+    generations_.clear();
+}
+
+std::uint64_t local_generation_store::bump_locked(std::string_view category) {
+    // Heterogeneous find first: only a category's first bump allocates its key.
+    if (const auto found = generations_.find(category); found != generations_.end()) {
+        return ++found->second;
+    }
+    return generations_.emplace(std::string(category), floor_ + 1).first->second;
+}
+
 std::uint64_t local_generation_store::get(std::string_view category) const {
     const std::lock_guard lock(mutex_);
-    const auto found = generations_.find(category);
-    return found == generations_.end() ? 0 : found->second;
+    return lookup(category);
 }
 
 std::vector<std::uint64_t> local_generation_store::get_all(const std::vector<std::string>& categories) const {
@@ -24,28 +45,25 @@ std::vector<std::uint64_t> local_generation_store::get_all(const std::vector<std
     // One lock for the whole list: the caller gets a consistent snapshot, never half of
     // a concurrent multi-category bump.
     const std::lock_guard lock(mutex_);
-    for (const auto& category : categories) {
-        const auto found = generations_.find(std::string_view(category));
-        out.push_back(found == generations_.end() ? 0 : found->second);
-    }
+    for (const auto& category : categories) out.push_back(lookup(category));
     return out;
 }
 
 std::uint64_t local_generation_store::bump_one(std::string_view category) {
     const std::lock_guard lock(mutex_);
-    // Heterogeneous find first: only a category's first bump allocates its key.
-    if (const auto found = generations_.find(category); found != generations_.end()) {
-        return ++found->second;
-    }
-    return generations_.emplace(std::string(category), 1).first->second;
+    if (!generations_.contains(category)) make_room(1);
+    return bump_locked(category);
 }
 
 bool local_generation_store::still_valid(const std::vector<category_stamp>& stamps) const {
     const std::lock_guard lock(mutex_);
-    return std::all_of(stamps.begin(), stamps.end(), [this](const category_stamp& stamp) {
-        const auto found = generations_.find(std::string_view(stamp.category));
-        return (found == generations_.end() ? 0 : found->second) == stamp.generation;
-    });
+    return std::all_of(stamps.begin(), stamps.end(),
+                       [this](const category_stamp& stamp) { return lookup(stamp.category) == stamp.generation; });
+}
+
+std::size_t local_generation_store::category_count() const {
+    const std::lock_guard lock(mutex_);
+    return generations_.size();
 }
 
 net::awaitable<result<std::vector<std::uint64_t>>> local_generation_store::current(
@@ -60,13 +78,10 @@ net::awaitable<result<std::vector<std::uint64_t>>> local_generation_store::bump(
         // A purge of several categories is applied at once, so no lookup sees some of
         // them purged and others not.
         const std::lock_guard lock(mutex_);
-        for (auto& category : categories) {
-            if (const auto found = generations_.find(std::string_view(category)); found != generations_.end()) {
-                out.push_back(++found->second);
-            } else {
-                out.push_back(generations_.emplace(std::move(category), 1).first->second);
-            }
-        }
+        // Room first, so a reset never lands between two categories of one purge.
+        const auto is_new = [this](const std::string& c) { return !generations_.contains(std::string_view(c)); };
+        make_room(static_cast<std::size_t>(std::count_if(categories.begin(), categories.end(), is_new)));
+        for (const auto& category : categories) out.push_back(bump_locked(category));
     }
     co_return out;
 }

@@ -20,6 +20,19 @@ class generation_cache {
 public:
     using steady = std::chrono::steady_clock;
 
+    // Categories held at most. Per-key categories ("video:{query.uuid}") make the set
+    // of categories as large as the key space, so the copy is bounded: when a new
+    // category would exceed the bound, the copy starts afresh. Forgetting is always
+    // safe (an unknown category means "ask the store"); it costs round trips only.
+    static constexpr std::size_t default_max_known = 65536;
+    // Pending purges held at most (counting repeats). Beyond it they collapse into one
+    // pending purge of all_category: while the store is unreachable the writes keep
+    // coming, and the retry must stay one small command rather than grow with them.
+    static constexpr std::size_t default_max_pending = 1024;
+    explicit generation_cache(std::size_t max_known = default_max_known,
+                              std::size_t max_pending = default_max_pending)
+        : max_known_(max_known), max_pending_(max_pending) {}
+
     // Records that `category` has reached at least `generation` (never lowers it).
     void raise(const std::string& category, std::uint64_t generation, steady::time_point seen = steady::now());
     void clear();
@@ -35,12 +48,15 @@ public:
     // Removes one pending purge per applied category.
     void settle(const std::vector<std::string>& applied);
     std::size_t pending_count() const;
+    std::size_t known_count() const;
 
 private:
     struct known {
         std::uint64_t generation = 0;
         steady::time_point seen{};
     };
+    std::size_t max_known_;
+    std::size_t max_pending_;
     mutable std::mutex mutex_;
     std::unordered_map<std::string, known> known_;
     std::multiset<std::string> pending_;

@@ -42,14 +42,27 @@ public:
 
 // Thread-safe in-process generations. Synchronous accessors are exposed because they
 // never wait; the awaitable interface wraps them.
+//
+// Bounded: every purged category keeps an entry, and per-key categories
+// ("video:{path.uuid}") would otherwise grow the map with the key space for as long as
+// the process runs. When a new category would exceed `max_categories`, the map is
+// emptied and every category, known or not, moves to a generation above any issued
+// so far (the floor). No stamp issued before matches again -- the effect of a purge of
+// everything, which is always safe -- and unknown categories report the floor instead
+// of 0.
 class local_generation_store final : public generation_store {
 public:
+    static constexpr std::size_t default_max_categories = 65536;
+    explicit local_generation_store(std::size_t max_categories = default_max_categories)
+        : max_categories_(max_categories) {}
+
     std::uint64_t get(std::string_view category) const;
     std::vector<std::uint64_t> get_all(const std::vector<std::string>& categories) const;
     std::uint64_t bump_one(std::string_view category);
     // True iff every stamp still carries its category's current generation
     // (vacuously true for no stamps; make_stamps always adds all_category).
     bool still_valid(const std::vector<category_stamp>& stamps) const;
+    std::size_t category_count() const;
 
     net::awaitable<result<std::vector<std::uint64_t>>> current(std::vector<std::string> categories) override;
     net::awaitable<result<std::vector<std::uint64_t>>> bump(std::vector<std::string> categories) override;
@@ -62,8 +75,16 @@ private:
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
     };
+    // All with mutex_ held. make_room: reset (see above) unless `incoming` new
+    // categories fit.
+    void make_room(std::size_t incoming);
+    std::uint64_t lookup(std::string_view category) const;
+    std::uint64_t bump_locked(std::string_view category);
+
+    std::size_t max_categories_;
     mutable std::mutex mutex_;
     std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> generations_;
+    std::uint64_t floor_ = 0;  // the generation of every category not in the map
 };
 
 // Returns `categories` with all_category appended unless it is already present.

@@ -405,11 +405,14 @@ redis_client::~redis_client() { stop(); }
 
 void redis_client::start() {
     const unsigned n = std::max(1u, options_.pool);
+    // Every connection exists before any runs: a running connection reads
+    // connections_ from an I/O thread (record_success, record_failure, pick), so the
+    // vector must not grow, and reallocate, after the first one starts.
+    connections_.reserve(n);
     for (unsigned i = 0; i < n; ++i) {
-        auto c = std::make_shared<connection>(executor_, options_, weak_from_this());
-        connections_.push_back(c);
-        net::co_spawn(c->strand, c->run(), net::detached);
+        connections_.push_back(std::make_shared<connection>(executor_, options_, weak_from_this()));
     }
+    for (const auto& c : connections_) net::co_spawn(c->strand, c->run(), net::detached);
     net::co_spawn(net::make_strand(executor_), probe_loop(), net::detached);
 }
 

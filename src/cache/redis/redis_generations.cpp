@@ -5,6 +5,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace cachecar::cache::redis {
@@ -176,8 +177,22 @@ std::optional<bool> redis_generation_store::validate_cached(const std::vector<ca
 }
 
 net::awaitable<bool> redis_generation_store::flush_pending() {
-    const auto categories = cache_.pending();
-    if (categories.empty()) co_return true;
+    // One flush at a time. Every lookup calls this while purges are pending; when each
+    // sent its own copy of the whole pending set, a slow Redis got hundreds of ever
+    // larger scripts at once, timed them all out, and the client buffered them (the
+    // soak test saw RSS grow by 300 MiB a minute). A caller that finds a flush in
+    // flight fails like a failed flush: nothing is served from cache meanwhile.
+    if (flushing_.exchange(true, std::memory_order_acq_rel)) co_return false;
+    struct release {
+        std::atomic<bool>& flag;
+        ~release() { flag.store(false, std::memory_order_release); }
+    } released{flushing_};
+
+    const auto taken = cache_.pending();  // sorted, with repeats; settled as taken
+    if (taken.empty()) co_return true;
+    // One bump per category covers all its pending purges.
+    auto categories = taken;
+    categories.erase(std::unique(categories.begin(), categories.end()), categories.end());
     auto r = co_await run_script(bump_script, categories);
     if (!r) co_return false;
     std::vector<std::pair<std::string, std::uint64_t>> published;
@@ -185,7 +200,7 @@ net::awaitable<bool> redis_generation_store::flush_pending() {
         cache_.raise(categories[i], (*r)[i]);
         published.emplace_back(categories[i], (*r)[i]);
     }
-    cache_.settle(categories);
+    cache_.settle(taken);
     (void)co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
     logging::get("redis")->info("redis: {} deferred purges applied", published.size());
     metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += published.size();

@@ -224,4 +224,38 @@ TEST(local_generation_store, readers_see_multi_category_bumps_whole) {
     EXPECT_EQ(store.get_all({"x", "y"}), (std::vector<std::uint64_t>{bumps, bumps}));
 }
 
+// Per-key categories ("video:{path.uuid}") make the category set as large as the key
+// space; the store must stay bounded without ever validating a stamp across a purge.
+TEST(local_generation_store, stays_bounded_and_a_reset_invalidates_every_earlier_stamp) {
+    local_generation_store store(4);
+    store.bump_one("videos");
+    const auto categories = with_all_category({"videos"});
+    const auto before = make_stamps(categories, store.get_all(categories));
+    ASSERT_TRUE(store.still_valid(before));
+    for (int i = 0; i < 3; ++i) store.bump_one("video:" + std::to_string(i));
+    EXPECT_EQ(store.category_count(), 4u);
+    EXPECT_TRUE(store.still_valid(before)) << "not full yet";
+
+    store.bump_one("video:new");  // a fifth category: the store resets
+    EXPECT_LE(store.category_count(), 4u);
+    EXPECT_FALSE(store.still_valid(before)) << "a reset acts as a purge of everything";
+    EXPECT_GT(store.get("video:0"), 1u) << "a forgotten purge must not fall back to 0";
+    EXPECT_GT(store.get("video:new"), store.get("never-seen")) << "the bump is above the floor";
+
+    const auto after = make_stamps(categories, store.get_all(categories));
+    EXPECT_TRUE(store.still_valid(after)) << "entries stamped after the reset are valid";
+    for (int i = 0; i < 1000; ++i) store.bump_one("k" + std::to_string(i));
+    EXPECT_LE(store.category_count(), 4u);
+}
+
+TEST(local_generation_store, a_reset_never_splits_one_purge) {
+    local_generation_store store(3);
+    store.bump_one("a");
+    store.bump_one("b");
+    const auto bumped = run(store.bump({"c", "d"}));  // does not fit: reset first
+    ASSERT_TRUE(bumped.has_value());
+    EXPECT_EQ(*bumped, store.get_all({"c", "d"})) << "what bump returns is what readers see";
+    EXPECT_GT(store.get("a"), 1u);
+}
+
 }  // namespace

@@ -58,7 +58,7 @@ class owning_tier final : public cache::tier {
 public:
     owning_tier(std::unique_ptr<loop_host> host, std::unique_ptr<cachecar::stats::registry> metrics,
                 std::shared_ptr<mongo::mongo_connection> c, std::string ns)
-        : host_(std::move(host)), metrics_(std::move(metrics)), connection_(std::move(c)), inner_(connection_, ns, *metrics_) {}
+        : metrics_(std::move(metrics)), host_(std::move(host)), connection_(std::move(c)), inner_(connection_, ns, *metrics_) {}
     ~owning_tier() override { connection_->stop(); }
     cachecar::config::tier_kind kind() const override { return inner_.kind(); }
     net::awaitable<cachecar::result<cache::entry_ptr>> lookup(std::string k) override {
@@ -81,8 +81,11 @@ public:
     cache::tier_usage usage() const override { return inner_.usage(); }
 
 private:
-    std::unique_ptr<loop_host> host_;
+    // Declared first, destroyed last: the connection's probe/flush loop runs on host_'s
+    // thread and records metrics until host_ has joined it (TSan saw the registry
+    // destroyed under a running loop).
     std::unique_ptr<cachecar::stats::registry> metrics_;
+    std::unique_ptr<loop_host> host_;
     std::shared_ptr<mongo::mongo_connection> connection_;
     mongo::mongo_tier inner_;
 };

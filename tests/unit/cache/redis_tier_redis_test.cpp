@@ -133,9 +133,12 @@ protected:
     void TearDown() override { client_->stop(); }
     // The waiters' context outlives the producer thread (declared first, destroyed
     // last): a reply landing during teardown must not find its waiter's timers gone.
+    // Likewise the registry: client_->stop() is asynchronous, and a generation store's
+    // subscription callback counts the lost subscription on host_'s thread until
+    // host_ has joined it (TSan: heap-use-after-free of the registry).
     io_context io_;
-    client_host host_;
     cachecar::stats::registry metrics_;
+    client_host host_;
     std::shared_ptr<redis::redis_client> client_;
 };
 

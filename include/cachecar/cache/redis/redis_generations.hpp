@@ -65,6 +65,7 @@ private:
     stats::registry& metrics_;
     std::atomic<bool> subscribed_{false};
     std::atomic<bool> stopped_{false};
+    std::atomic<bool> flushing_{false};  // a flush_pending() is in flight
     generation_cache cache_;  // trusted only while subscribed_
 };
 
