@@ -51,64 +51,17 @@ WARMUP=$((SECS / 4))
 ((WARMUP >= 30)) || WARMUP=30
 ((WARMUP <= 1800)) || WARMUP=1800
 
-log() { printf '[soak] %s\n' "$*" >&2; }
-die() { printf '[soak] FAIL: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-PIDS=()
-WORK=""
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local pid i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid=${PIDS[i]}
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "pid $pid did not exit on SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ $rc -ne 0 ]]; then
-      for f in "$WORK"/*.log "$WORK"/*/error.log; do
-        [[ -s $f ]] || continue
-        log "---- last lines of $f"
-        tail -n 20 "$f" >&2 || true
-      done
-    fi
-    if [[ ${KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then
-      log "temp dir kept: $WORK"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Processes, ports, cleanup and installs are bench/lib.sh's (shared with run.sh and
+# hits.sh). Whether CACHECAR_BIN was given decides below whether to build.
+USER_CACHECAR_BIN=${CACHECAR_BIN:-}
+BENCH_TAG=soak  # log prefix, read by bench/lib.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
-need_pkgs=()
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)
-if ((USE_REDIS)); then
-  command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
-  command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
-fi
-if ((${#need_pkgs[@]})); then
-  [[ $EUID -eq 0 ]] || die "missing ${need_pkgs[*]}; run as root or install them"
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+need=(nginx:nginx-light wrk:wrk curl:curl ss:iproute2)
+((USE_REDIS)) && need+=(redis-server:redis-server redis-cli:redis-tools)
+bench_install "${need[@]}"
 
 # 1,000 client sockets in wrk, as many in cachecar plus its upstream pool: the
 # default soft limit of 1024 is not enough. Children inherit it.
@@ -118,12 +71,9 @@ if (($(ulimit -n) < want_fds)); then
 fi
 (($(ulimit -n) >= CONNECTIONS + 64)) || die "ulimit -n is $(ulimit -n); need > $CONNECTIONS (raise the hard limit)"
 
-if [[ -n ${CACHECAR_BIN:-} ]]; then
+if [[ -n $USER_CACHECAR_BIN ]]; then
   [[ -x $CACHECAR_BIN ]] || die "CACHECAR_BIN=$CACHECAR_BIN is not executable"
-elif [[ -x $ROOT/build-bench/cachecar ]]; then
-  CACHECAR_BIN=$ROOT/build-bench/cachecar
-else
-  CACHECAR_BIN=$ROOT/build-bench/cachecar
+elif [[ ! -x $CACHECAR_BIN ]]; then
   log "building cachecar (Release) in build-bench/"
   # No -Werror: GCC 12 at -O3 reports false positives inside Asio/libstdc++.
   cmake -S "$ROOT" -B "$ROOT/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -131,35 +81,7 @@ else
   cmake --build "$ROOT/build-bench" -j2 --target cachecar >&2
 fi
 
-mkdir -p "$ROOT/bench/out"
-WORK=$(mktemp -d /tmp/cachecar-soak.XXXXXX)
-
-# ---------------------------------------------------------------- helpers
-TAKEN_PORTS=" "
-# Below the kernel's ephemeral range (32768+ by default), so no outgoing connection of
-# another process holds the port, and no socket in any state uses it now.
-free_port() {   # sets FREE_PORT (not $(...), so TAKEN_PORTS persists)
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 12000))
-    [[ $TAKEN_PORTS == *" $p "* ]] && continue
-    if [[ -z $(ss -Htan "sport = :$p" 2>/dev/null) ]]; then
-      TAKEN_PORTS+="$p "
-      FREE_PORT=$p
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-wait_http() {   # URL PID NAME
-  local url=$1 pid=$2 name=$3
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up"
-    curl -s -o /dev/null --max-time 1 "$url" && return 0
-    sleep 0.1
-  done
-  die "$name did not answer at $url within 10 s"
-}
+bench_workdir  # $WORK (tmpfs when there is one) and the EXIT/INT/TERM cleanup traps
 
 # ---------------------------------------------------------------- origin (nginx)
 free_port; ORIGIN_PORT=$FREE_PORT
