@@ -225,6 +225,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         if (!ec) conn.client_address = ep.address().to_string();
     }
     beast::flat_buffer buffer;
+    bool rejected = false;  // an error answer was written; the client may still be sending
     for (;;) {
         const auto limits = handler_.limits();
         request_parser parser;
@@ -255,6 +256,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         if (!ec) {
             const std::string_view head(static_cast<const char*>(buffer.data().data()), head_size);
             if (auto problem = raw_head_problem(head); !problem.empty()) {
+                rejected = true;
                 handler_.on_rejected(400);
                 auto res = make_error(400, std::string("Bad Request: ") + std::string(problem), 11);
                 co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -265,6 +267,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         if (!ec) co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
             if (const unsigned status = rejection_status(ec, true); status != 0) {
+                rejected = true;
                 handler_.on_rejected(status);
                 auto res = make_error(status,
                                       status == 431   ? "Request Header Fields Too Large"
@@ -278,6 +281,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
         }
         s->busy = true;
         if (!acceptable_framing(parser.get())) {
+            rejected = true;
             handler_.on_rejected(400);
             auto res = make_error(400, "Bad Request: conflicting message framing", parser.get().version());
             co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
@@ -292,6 +296,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
             co_await bh::async_read(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
             if (ec) {
                 if (const unsigned status = rejection_status(ec, false); status != 0) {
+                    rejected = true;
                     handler_.on_rejected(status);
                     auto res = make_error(status, status == 413 ? "Content Too Large" : "Bad Request",
                                           parser.get().version());
@@ -322,6 +327,19 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
     }
     error_code ignored;
     s->stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    if (rejected) {
+        // Lingering close (nginx's lingering_close): a client still sending the body we
+        // refused would get a reset on close, and the reset destroys our 413/400 in its
+        // receive buffer before it reads it. Read and discard for a bounded while.
+        s->stream.expires_after(std::chrono::seconds(2));
+        std::array<char, 16384> sink;
+        for (std::size_t drained = 0; drained < (std::size_t{4} << 20);) {
+            error_code ec;
+            const std::size_t n = co_await s->stream.async_read_some(net::buffer(sink), net::redirect_error(net::use_awaitable, ec));
+            if (ec) break;
+            drained += n;
+        }
+    }
     s->stream.socket().close(ignored);
 }
 
