@@ -43,11 +43,7 @@ std::shared_ptr<tier> tier_chain::at(config::tier_kind kind) const {
     return tiers_[slot(kind)];
 }
 
-net::awaitable<bool> tier_chain::still_valid(const entry& e, bool from_memory) {
-    // The hit path: answered from what this process knows, without a round trip.
-    if (from_memory) {
-        if (auto known = generations_->validate_cached(e.stamps)) co_return *known;
-    }
+net::awaitable<bool> tier_chain::still_valid(const entry& e) {
     std::vector<std::string> categories;
     categories.reserve(e.stamps.size());
     for (const auto& s : e.stamps) categories.push_back(s.category);
@@ -85,12 +81,13 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
             op_counter(kind, tier_event::lookup_miss)++;
             continue;
         }
-        // Memory hits are usually settled by the local generation copy: check that
-        // synchronously, so the common hit does not start a coroutine.
+        // Memory hits are usually settled by the local generation copy, without a
+        // round trip and synchronously (the common hit starts no coroutine); anything
+        // it cannot answer, and every shared-tier entry, is checked exactly.
         std::optional<bool> valid;
         if (kind == config::tier_kind::memory) valid = generations_->validate_cached(found->stamps);
         if (!valid) {
-            const bool checked = co_await still_valid(*found, kind == config::tier_kind::memory);
+            const bool checked = co_await still_valid(*found);
             valid = checked;
         }
         if (!*valid) {

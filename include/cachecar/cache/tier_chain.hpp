@@ -51,11 +51,11 @@ public:
     // Drops everything in every tier (purge all); generations are the caller's job.
     net::awaitable<void> clear_all();
 
-    // True iff every stamp still carries its category's current generation; a
-    // generation store failure counts as "not valid" (never serve what may be purged).
-    // `from_memory`: the entry came from this process's memory tier, so the store's
-    // locally cached view may answer (shared tiers are always checked exactly).
-    net::awaitable<bool> still_valid(const entry& e, bool from_memory);
+    // True iff every stamp still carries its category's current generation, asked of
+    // the generation store; a store failure counts as "not valid" (never serve what
+    // may be purged). lookup() first lets the store's local copy answer for entries
+    // from this process's memory tier; shared tiers are always checked this way.
+    net::awaitable<bool> still_valid(const entry& e);
 
 private:
     // Every (operation, outcome) pair a tier is counted under, in the order of the
