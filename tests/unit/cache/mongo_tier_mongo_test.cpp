@@ -132,25 +132,22 @@ struct inspector {
     explicit inspector(const std::string& uri) : client(mongoc_client_new(uri.c_str())) {}
     ~inspector() { mongoc_client_destroy(client); }
     std::vector<std::string> documents(const std::string& db, const std::string& coll) {
-        std::vector<std::string> out;
         auto* c = mongoc_client_get_collection(client, db.c_str(), coll.c_str());
         bson_t empty = BSON_INITIALIZER;
-        auto* cursor = mongoc_collection_find_with_opts(c, &empty, nullptr, nullptr);
-        const bson_t* doc;
-        while (mongoc_cursor_next(cursor, &doc)) {
-            char* json = bson_as_relaxed_extended_json(doc, nullptr);
-            out.emplace_back(json);
-            bson_free(json);
-        }
-        mongoc_cursor_destroy(cursor);
+        auto out = drain_as_json(mongoc_collection_find_with_opts(c, &empty, nullptr, nullptr));
         mongoc_collection_destroy(c);
         bson_destroy(&empty);
         return out;
     }
     std::vector<std::string> index_specs(const std::string& db, const std::string& coll) {
-        std::vector<std::string> out;
         auto* c = mongoc_client_get_collection(client, db.c_str(), coll.c_str());
-        auto* cursor = mongoc_collection_find_indexes_with_opts(c, nullptr);
+        auto out = drain_as_json(mongoc_collection_find_indexes_with_opts(c, nullptr));
+        mongoc_collection_destroy(c);
+        return out;
+    }
+    // Every document of `cursor` as relaxed extended JSON; destroys the cursor.
+    static std::vector<std::string> drain_as_json(mongoc_cursor_t* cursor) {
+        std::vector<std::string> out;
         const bson_t* doc;
         while (mongoc_cursor_next(cursor, &doc)) {
             char* json = bson_as_relaxed_extended_json(doc, nullptr);
@@ -158,7 +155,6 @@ struct inspector {
             bson_free(json);
         }
         mongoc_cursor_destroy(cursor);
-        mongoc_collection_destroy(c);
         return out;
     }
 };
