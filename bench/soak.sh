@@ -102,7 +102,10 @@ http {
   uwsgi_temp_path       $WORK/origin/uwsgi_temp;
   scgi_temp_path        $WORK/origin/scgi_temp;
   access_log off;
-  keepalive_timeout 75s;
+  # Shorter than nginx's 75 s default so that, within a run, an upstream connection
+  # cachecar leaked is closed by this side and shows in CLOSE-WAIT / other_fds. cachecar
+  # never reuses one idle for more than 4 s, so this costs a healthy pool nothing.
+  keepalive_timeout 15s;
   keepalive_requests 1000000;
   default_type application/json;
   server {
@@ -221,15 +224,29 @@ PIDS+=($!)
 
 # ---------------------------------------------------------------- sampler
 CSV=$WORK/samples.csv
-echo "t_s,rss_kib,fds,established,threads" >"$CSV"
+echo "t_s,rss_kib,fds,established,threads,upstream,redis,close_wait,other_fds" >"$CSV"
+# Besides the totals, the sockets by peer: client connections (established on
+# cachecar's port), the upstream pool's connections to the origin, the Redis pool's,
+# and cachecar's sockets in CLOSE-WAIT (the peer closed, cachecar still holds the
+# descriptor: what a leaked connection becomes). Only cachecar talks to the origin and,
+# during the load, to Redis, so those counts are cachecar's. other_fds = fds minus
+# those live connections: listeners, eventfds, timers, log files -- and any leaked
+# descriptor, which is why the leak rule below is applied to it (the upstream pool
+# legitimately grows and shrinks with the miss load; seen: 204-299 in 30 s).
+REDIS_FILTER=""
+((USE_REDIS)) && REDIS_FILTER=" or dport = :$REDIS_PORT"
 sampler() {
-  local t0=$SECONDS rss fds est thr
+  local t0=$SECONDS rss fds est thr up red closing
   while kill -0 "$CC_PID" 2>/dev/null; do
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$CC_PID/status" 2>/dev/null || echo 0)
     thr=$(awk '/^Threads:/ {print $2}' "/proc/$CC_PID/status" 2>/dev/null || echo 0)
     fds=$(ls "/proc/$CC_PID/fd" 2>/dev/null | wc -l)
     est=$(ss -Htn state established "( sport = :$CC_PORT )" 2>/dev/null | wc -l)
-    echo "$((SECONDS - t0)),${rss:-0},$fds,$est,${thr:-0}" >>"$CSV"
+    up=$(ss -Htn state established "( dport = :$ORIGIN_PORT )" 2>/dev/null | wc -l)
+    red=0
+    ((USE_REDIS)) && red=$(ss -Htn state established "( dport = :$REDIS_PORT )" 2>/dev/null | wc -l)
+    closing=$(ss -Htn state close-wait "( sport = :$CC_PORT or dport = :$ORIGIN_PORT$REDIS_FILTER )" 2>/dev/null | wc -l)
+    echo "$((SECONDS - t0)),${rss:-0},$fds,$est,${thr:-0},$up,$red,$closing,$((fds - est - up - red))" >>"$CSV"
     sleep "$SAMPLE_EVERY"
   done
 }
@@ -274,9 +291,12 @@ awk -v e="$sock_errors" -v n="$requests" -v f="$SOCKET_ERROR_FRACTION" 'BEGIN {e
 # fit a least-squares line; the growth it projects over that window must stay within
 # the tolerance, AND the mean of the last quarter of those samples must stay within the
 # tolerance of the mean of their first quarter. A real leak fails both; a one-off step
-# (an allocator arena, a burst of upstream connections) fails at most one.
+# (an allocator arena) fails at most one.
 #   RSS: tolerance max(5 % of the post-warm-up mean, 4 MiB)
-#   fds: tolerance max(2 % of the post-warm-up mean, 32)
+#   fds: applied to other_fds (every descriptor but live client, upstream and Redis
+#        connections), tolerance max(2 % of the post-warm-up mean, 32). Live
+#        connections are bounded instead: clients by wrk's count (checked below),
+#        the upstream pool by one in-flight request per client plus its idle cap.
 analyze() {   # column name, absolute floor, fraction  -> "slope_per_min growth tol q1 q4 verdict"
   awk -F, -v col="$1" -v floor="$2" -v frac="$3" -v w="$WARMUP" -v end="$SECS" '
     NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
@@ -297,9 +317,9 @@ analyze() {   # column name, absolute floor, fraction  -> "slope_per_min growth 
     }' "$CSV"
 }
 read -r rss_slope rss_growth rss_tol rss_q1 rss_q4 rss_verdict < <(analyze rss_kib 4096 0.05)
-read -r fd_slope fd_growth fd_tol fd_q1 fd_q4 fd_verdict < <(analyze fds 32 0.02)
+read -r fd_slope fd_growth fd_tol fd_q1 fd_q4 fd_verdict < <(analyze other_fds 32 0.02)
 [[ $rss_verdict == flat ]] || fails+=("RSS keeps growing after the warm-up: ${rss_slope} KiB/min, +${rss_growth} KiB projected (tolerance ${rss_tol} KiB), last-quarter mean ${rss_q4} vs first ${rss_q1} KiB")
-[[ $fd_verdict == flat ]] || fails+=("open fds keep growing after the warm-up: ${fd_slope}/min, +${fd_growth} projected (tolerance ${fd_tol}), last-quarter mean ${fd_q4} vs first ${fd_q1}")
+[[ $fd_verdict == flat ]] || fails+=("open fds other than live connections keep growing after the warm-up: ${fd_slope}/min, +${fd_growth} projected (tolerance ${fd_tol}), last-quarter mean ${fd_q4} vs first ${fd_q1}")
 
 stats() {   # column -> "first last max min(during load)"
   awk -F, -v col="$1" -v w="$WARMUP" -v end="$SECS" '
@@ -310,6 +330,13 @@ stats() {   # column -> "first last max min(during load)"
 }
 read -r rss_first rss_last rss_max _ < <(stats rss_kib)
 read -r fd_first fd_last fd_max _ < <(stats fds)
+read -r _ other_last other_max other_min < <(stats other_fds)
+read -r _ _ up_max up_min < <(stats upstream)
+read -r _ _ cw_max _ < <(stats close_wait)
+# upstream_pool's max_idle_connections (include/cachecar/http/upstream_pool.hpp).
+UPSTREAM_IDLE_CAP=256
+((up_max <= CONNECTIONS + UPSTREAM_IDLE_CAP)) ||
+  fails+=("$up_max upstream connections at once: more than one per client ($CONNECTIONS) plus the pool's idle cap ($UPSTREAM_IDLE_CAP)")
 read -r _ _ est_max est_min < <(stats established)
 # Connections held: established sockets on cachecar's port, after the warm-up and
 # before the end of the load, must stay at (nearly) all of them.
@@ -351,7 +378,8 @@ report=$WORK/report.md
   echo "| socket errors | $sock_errors (connect $(get err_connect), read $(get err_read), write $(get err_write), timeout $(get err_timeout)) |"
   echo "| admin purges | $purges_ok ok (200), $purges_503 deferred (503, Redis down), $purges_failed failed |"
   echo "| RSS | start $(mib "$rss_first"), end $(mib "$rss_last"), max $(mib "$rss_max"); after warm-up: slope $rss_slope KiB/min, first-quarter mean $(mib "$rss_q1"), last-quarter $(mib "$rss_q4") (tolerance $(mib "$rss_tol")) → $rss_verdict |"
-  echo "| open fds | start $fd_first, end $fd_last, max $fd_max; after warm-up: slope $fd_slope/min, first-quarter mean $fd_q1, last-quarter $fd_q4 (tolerance $fd_tol) → $fd_verdict |"
+  echo "| open fds | start $fd_first, end $fd_last, max $fd_max; upstream pool after warm-up $up_min–$up_max (bound $((CONNECTIONS + UPSTREAM_IDLE_CAP))), CLOSE-WAIT max $cw_max |"
+  echo "| fds other than live connections | after warm-up min $other_min, max $other_max, end $other_last; after warm-up: slope $fd_slope/min, first-quarter mean $fd_q1, last-quarter $fd_q4 (tolerance $fd_tol) → $fd_verdict |"
   echo "| cachecar exit on SIGTERM | $cc_rc |"
   echo
   if ((${#fails[@]})); then
@@ -359,7 +387,7 @@ report=$WORK/report.md
     for f in "${fails[@]}"; do echo "- $f"; done
     echo
   fi
-  echo "Samples (t_s, rss_kib, fds, established, threads): \`bench/out/soak-latest.csv\`"
+  echo "Samples (t_s, rss_kib, fds, established, threads, upstream, redis, close_wait, other_fds): \`bench/out/soak-latest.csv\`"
 } >"$report"
 cp "$report" "$ROOT/bench/out/soak-latest.md"
 cp "$CSV" "$ROOT/bench/out/soak-latest.csv"
