@@ -66,9 +66,15 @@ std::unique_ptr<beast::tcp_stream> upstream_pool::take_idle() {
 }
 
 void upstream_pool::give_back(std::unique_ptr<beast::tcp_stream> s) {
+    const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
+    // take_idle() reuses the most recent connection, so after a burst the older ones sit
+    // at the front untouched while steady traffic cycles a few at the back. Close those
+    // past max_idle_age here: they would never be used, and once the backend closes its
+    // side each would hold a descriptor in CLOSE-WAIT (up to max_idle_connections).
+    while (!idle_.empty() && now - idle_.front().second >= options_.max_idle_age) idle_.pop_front();
     if (idle_.size() >= options_.max_idle_connections) return;  // closes it
-    idle_.emplace_back(std::move(s), std::chrono::steady_clock::now());
+    idle_.emplace_back(std::move(s), now);
 }
 
 void upstream_pool::close_idle() {

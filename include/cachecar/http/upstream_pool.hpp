@@ -2,9 +2,10 @@
 //
 // send() completes on the caller's executor. Every request has a deadline (the
 // configured upstream_timeout) covering connect, write and the whole response. Idle
-// connections are reused; a reused connection that turns out to be closed before any
-// response byte arrives is replaced by a fresh one, but only for idempotent methods:
-// a POST is never sent twice.
+// connections are reused, most recent first, for up to max_idle_age; older ones are
+// closed when a connection comes back to the pool. A reused connection that turns out
+// to be closed before any response byte arrives is replaced by a fresh one, but only
+// for idempotent methods: a POST is never sent twice.
 #pragma once
 
 #include <cachecar/config/config.hpp>
