@@ -1,11 +1,31 @@
 #include <cachecar/cache/tier_chain.hpp>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
+
+#include <tuple>
 
 namespace cachecar::cache {
 
 namespace {
 std::size_t slot(config::tier_kind kind) { return static_cast<std::size_t>(kind); }
+
+// Whether `e` was stamped with exactly `categories`, in order (make_stamps keeps the
+// order of the list it is given), so that their generations decide its validity.
+bool stamped_with(const entry& e, const std::vector<std::string>& categories) {
+    if (e.stamps.size() != categories.size()) return false;
+    for (std::size_t i = 0; i < categories.size(); ++i) {
+        if (e.stamps[i].category != categories[i]) return false;
+    }
+    return true;
+}
+
+bool stamps_current(const entry& e, const std::vector<std::uint64_t>& generations) {
+    for (std::size_t i = 0; i < e.stamps.size(); ++i) {
+        if (generations[i] != e.stamps[i].generation) return false;
+    }
+    return true;
+}
 }  // namespace
 
 tier_chain::tier_chain(net::any_io_executor background, std::shared_ptr<memory_tier> memory,
@@ -48,15 +68,13 @@ net::awaitable<bool> tier_chain::still_valid(const entry& e) {
     categories.reserve(e.stamps.size());
     for (const auto& s : e.stamps) categories.push_back(s.category);
     auto current = co_await generations_->current(std::move(categories));
-    if (!current) co_return false;
-    for (std::size_t i = 0; i < e.stamps.size(); ++i) {
-        if ((*current)[i] != e.stamps[i].generation) co_return false;
-    }
-    co_return true;
+    if (!current || current->size() != e.stamps.size()) co_return false;
+    co_return stamps_current(e, *current);
 }
 
 net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<config::tier_kind>& order,
-                                                             const std::string& key) {
+                                                             const std::string& key,
+                                                             const std::vector<std::string>* categories) {
     lookup_outcome out;
     const auto now = clock::now();
     for (std::size_t i = 0; i < order.size(); ++i) {
@@ -70,7 +88,18 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
                 op_counter(kind, tier_event::lookup_skipped)++;
                 continue;
             }
-            auto r = co_await t->lookup(key);
+            result<entry_ptr> r = entry_ptr{};
+            if (categories != nullptr && !out.generations) {
+                // One round trip instead of two: the entry and the generations that
+                // decide whether it may be served are asked for at the same time.
+                using namespace net::experimental::awaitable_operators;
+                auto both = co_await (t->lookup(key) && generations_->current(*categories));
+                r = std::move(std::get<0>(both));
+                out.generations = std::move(std::get<1>(both));
+            } else {
+                auto looked = co_await t->lookup(key);
+                r = std::move(looked);
+            }
             if (!r) {
                 op_counter(kind, tier_event::lookup_error)++;
                 continue;
@@ -85,7 +114,12 @@ net::awaitable<tier_chain::lookup_outcome> tier_chain::lookup(const std::vector<
         // round trip and synchronously (the common hit starts no coroutine); anything
         // it cannot answer, and every shared-tier entry, is checked exactly.
         std::optional<bool> valid;
-        if (kind == config::tier_kind::memory) valid = generations_->validate_cached(found->stamps);
+        if (kind == config::tier_kind::memory) {
+            valid = generations_->validate_cached(found->stamps);
+        } else if (out.generations && *out.generations && (*out.generations)->size() == categories->size() &&
+                   stamped_with(*found, *categories)) {
+            valid = stamps_current(*found, **out.generations);
+        }
         if (!valid) {
             const bool checked = co_await still_valid(*found);
             valid = checked;

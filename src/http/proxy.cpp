@@ -11,6 +11,7 @@
 #include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace cachecar::http {
@@ -395,12 +396,25 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     const std::string key = route::request_key(snap.cfg.server.key_namespace, route, view);
     const bool head = req.method() == bh::verb::head;
 
+    // The categories a fill would be stamped with. A route with a shared tier needs
+    // them for the lookup already (see tier_chain::lookup: one round trip per hit); a
+    // memory-only route builds them only on a miss, keeping its hits allocation-light.
+    std::vector<std::string> categories;
+    auto build_categories = [&] {
+        categories = route::expand_categories(route.categories, view);
+        categories.emplace_back(cache::all_category);
+    };
+    const bool shared_tier = std::any_of(route.cfg.tiers.begin(), route.cfg.tiers.end(),
+                                         [](config::tier_kind k) { return k != config::tier_kind::memory; });
+    if (shared_tier) build_categories();
+    const std::vector<std::string>* lookup_categories = shared_tier ? &categories : nullptr;
+
     // Look up; a Vary marker at the base key leads to this request's variant.
-    auto found = co_await tiers_.lookup(route.cfg.tiers, key);
+    auto found = co_await tiers_.lookup(route.cfg.tiers, key, lookup_categories);
     std::string variant_entry_key;  // set when a Vary marker leads to this request's variant
     if (auto marker = found.fresh ? found.fresh : found.expired; marker && is_vary_marker(*marker)) {
         variant_entry_key = variant_key(key, vary_names(marker->headers.find("Vary")), req);
-        auto variant = co_await tiers_.lookup(route.cfg.tiers, variant_entry_key);
+        auto variant = co_await tiers_.lookup(route.cfg.tiers, variant_entry_key, lookup_categories);
         found = std::move(variant);
     }
     const std::string& entry_key = variant_entry_key.empty() ? key : variant_entry_key;
@@ -426,8 +440,7 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         co_return from_entry(found.fresh, "HIT", found.from, stats::request_result::hit, -1);
     }
 
-    auto categories = route::expand_categories(route.categories, view);
-    categories.emplace_back(cache::all_category);
+    if (!shared_tier) build_categories();
 
     // stale-while-revalidate: answer from the expired entry now, refresh behind it.
     if (found.expired && !is_vary_marker(*found.expired)) {
@@ -440,8 +453,15 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     }
 
     // Miss. Note the generations *before* fetching: if a purge lands while the fetch
-    // runs, the entry is stamped with the old generation and is never served.
-    auto generations = co_await tiers_.generations().current(categories);
+    // runs, the entry is stamped with the old generation and is never served. The
+    // lookup may have read them already (a route with a shared tier).
+    result<std::vector<std::uint64_t>> generations = make_error_code(boost::system::errc::operation_canceled);
+    if (found.generations) {
+        generations = std::move(*found.generations);
+    } else {
+        auto current = co_await tiers_.generations().current(categories);
+        generations = std::move(current);
+    }
     std::string flight_key = entry_key;
     if (generations) {
         for (auto g : *generations) {

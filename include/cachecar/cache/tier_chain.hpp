@@ -37,11 +37,22 @@ public:
         config::tier_kind from = config::tier_kind::memory;
         entry_ptr expired;                 // past expires_at but retained and not purged (for stale serving)
         config::tier_kind expired_from = config::tier_kind::memory;
+        // The current generations of the `categories` given to lookup(), read alongside
+        // the first shared-tier lookup; empty if none was read. Read before any fetch,
+        // so a miss may stamp its fill with them instead of asking again.
+        std::optional<result<std::vector<std::uint64_t>>> generations;
     };
 
     // Walks `order`; entries whose category generations moved on (purged) are erased
     // and ignored. A fresh hit in a later tier is copied into the earlier ones.
-    net::awaitable<lookup_outcome> lookup(const std::vector<config::tier_kind>& order, const std::string& key);
+    // `categories`, if given, are what this request's fill would be stamped with
+    // (all_category included, as proxy builds them): their generations are then read
+    // concurrently with the first shared-tier (Redis, MongoDB) lookup, so a shared-tier
+    // hit stamped with exactly these categories is validated without a second round
+    // trip, and a miss needs no further read before fetching. Entries stamped
+    // otherwise (e.g. stored before a reload changed the route) are checked exactly.
+    net::awaitable<lookup_outcome> lookup(const std::vector<config::tier_kind>& order, const std::string& key,
+                                          const std::vector<std::string>* categories = nullptr);
 
     // Writes `e` to every tier in `order`. The memory tier is written before this
     // returns; slower tiers in the background (bounded: beyond the bound the write is
