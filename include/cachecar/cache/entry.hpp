@@ -96,12 +96,14 @@ inline constexpr std::string_view all_category = "*";
 
 // Fixed bytes charged per entry on top of its variable-size parts, so that many tiny
 // entries cannot hold far more memory than the byte bound says. Measured on
-// libstdc++/x86-64: the entry object inside its make_shared block (128), the memory
-// tier's LRU list node with the key string (88), hash-map node + bucket slot (48),
-// expiry-index node (56), and ~16 bytes of allocator header for each of those four
-// allocations and the two vector buffers (96). memory_tier.cpp static_asserts that
+// libstdc++/x86-64: the entry object inside its make_shared block (128 + 16), the
+// memory tier's node, which holds the LRU, hash-chain and expiry-heap links and is
+// followed by the key bytes (72), a hash bucket slot and an expiry-heap slot, each
+// counted twice because the bucket array and heap vector grow by doubling (32), and
+// ~16 bytes of allocator header for each of the five allocations: entry block, node,
+// body, header wire string and stamp vector (80). memory_tier.cpp static_asserts that
 // its own node layout still fits.
-inline constexpr std::size_t entry_bookkeeping_bytes = 416;
+inline constexpr std::size_t entry_bookkeeping_bytes = 328;
 
 struct entry {
     unsigned status = 200;

@@ -6,10 +6,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <limits>
+#include <list>
 #include <map>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -46,6 +51,20 @@ entry_ptr sized_entry(std::size_t body_bytes, clock::duration retain = std::chro
     e->stamps = {{std::string(cachecar::cache::all_category), 0}};
     return e;
 }
+
+// Like sized_entry, but kept until an exact time point: tests that check the expiry
+// order need retain_until values that do not depend on when the entry was built.
+entry_ptr entry_until(clock::time_point retain_until, std::size_t body_bytes = 100) {
+    auto e = std::make_shared<entry>();
+    e->body.assign(body_bytes, 'b');
+    e->stored_at = clock::now();
+    e->expires_at = retain_until;
+    e->retain_until = retain_until;
+    e->stamps = {{std::string(cachecar::cache::all_category), 0}};
+    return e;
+}
+
+constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
 
 // Keys of equal length, so equal-bodied entries have equal footprints.
 std::string key_of(int i) {
@@ -408,6 +427,230 @@ TEST(memory_tier, concurrent_use_keeps_bound_and_counters) {
         t.remove_all();
         EXPECT_EQ(t.usage().entries, 0u);
         EXPECT_EQ(t.usage().bytes, 0u);
+    }
+}
+
+// Each shard's hash table starts small and doubles: every key must stay reachable
+// through many rehashes, in a many-shard tier and in a one-shard tier.
+TEST(memory_tier, every_key_stays_reachable_across_rehashes) {
+    for (const auto& [max, n] : {std::pair{std::size_t{1} << 30, 100000}, std::pair{7 * mib, 15000}}) {
+        memory_tier t(max);
+        const auto e = sized_entry(0);
+        std::uint64_t bytes = 0;
+        for (int i = 0; i < n; ++i) {
+            const std::string key = "k" + std::to_string(i);  // varied lengths
+            ASSERT_TRUE(t.put(key, e));
+            bytes += e->footprint(key);
+        }
+        ASSERT_EQ(t.evictions(), 0u) << "the tier must be large enough for this test";
+        EXPECT_EQ(t.usage().entries, static_cast<std::uint64_t>(n));
+        EXPECT_EQ(t.usage().bytes, bytes);
+        for (int i = 0; i < n; ++i) {
+            ASSERT_EQ(t.get("k" + std::to_string(i)), e) << i;
+        }
+        EXPECT_EQ(t.get("k" + std::to_string(n)), nullptr);
+        EXPECT_EQ(t.get("k"), nullptr);
+        EXPECT_EQ(t.get(""), nullptr);
+        for (int i = 1; i < n; i += 2) {
+            ASSERT_TRUE(t.remove("k" + std::to_string(i))) << i;
+        }
+        EXPECT_EQ(t.usage().entries, static_cast<std::uint64_t>((n + 1) / 2));
+        for (int i = 0; i < n; ++i) {
+            ASSERT_EQ(t.get("k" + std::to_string(i)) != nullptr, i % 2 == 0) << i;
+        }
+    }
+}
+
+// A model of the recency order, checked by which key each put evicts, while gets keep
+// reshuffling the order.
+TEST(memory_tier, lru_order_stays_exact_over_many_gets) {
+    constexpr int n = 64;
+    const std::size_t fp = sized_entry(100)->footprint(key_of(0));
+    memory_tier t(n * fp + fp / 2);
+    ASSERT_EQ(t.shard_count(), 1u);
+    std::list<std::string> order;  // front: most recently used
+    for (int i = 0; i < n; ++i) {
+        ASSERT_TRUE(t.put(key_of(i), sized_entry(100)));
+        order.push_front(key_of(i));
+    }
+    std::mt19937 rng(11);
+    auto touch_some = [&](int count) {
+        for (int g = 0; g < count; ++g) {
+            auto it = std::next(order.begin(), static_cast<std::ptrdiff_t>(rng() % order.size()));
+            ASSERT_NE(t.get(*it), nullptr) << *it;
+            order.splice(order.begin(), order, it);
+        }
+    };
+    ASSERT_NO_FATAL_FAILURE(touch_some(5000));
+    for (int j = 0; j < 500; ++j) {
+        ASSERT_NO_FATAL_FAILURE(touch_some(static_cast<int>(rng() % 8)));
+        const std::string victim = order.back();
+        ASSERT_TRUE(t.put(key_of(1000 + j), sized_entry(100)));
+        order.pop_back();
+        order.push_front(key_of(1000 + j));
+        ASSERT_EQ(t.evictions(), static_cast<std::uint64_t>(j + 1));
+        ASSERT_EQ(t.usage().entries, static_cast<std::uint64_t>(n));
+        ASSERT_EQ(t.get(victim), nullptr) << "put #" << j << " should have evicted the least recently used";
+    }
+}
+
+// Distinct retain_until values inserted in random order: sweep must drop them
+// earliest first, exactly `budget` at a time.
+TEST(memory_tier, sweep_drops_the_earliest_retain_until_first) {
+    memory_tier t(mib);
+    ASSERT_EQ(t.shard_count(), 1u);
+    const auto base = clock::now() + 1h;
+    std::vector<int> minutes(200);
+    std::iota(minutes.begin(), minutes.end(), 1);
+    std::shuffle(minutes.begin(), minutes.end(), std::mt19937(5));
+    for (const int m : minutes) {
+        ASSERT_TRUE(t.put(key_of(m), entry_until(base + std::chrono::minutes(m))));
+    }
+    for (int round = 1; round <= 20; ++round) {
+        ASSERT_EQ(t.sweep(base + 1000min, 10), 10u);
+        for (int m = 1; m <= 200; ++m) {
+            // get() at `base` is before every retain_until, so it drops nothing.
+            ASSERT_EQ(t.get(key_of(m), base) == nullptr, m <= round * 10) << "round " << round << ", minute " << m;
+        }
+    }
+    EXPECT_EQ(t.usage().entries, 0u);
+    EXPECT_EQ(t.usage().bytes, 0u);
+    EXPECT_EQ(t.evictions(), 0u);
+}
+
+// Random puts (with new TTLs for existing keys) and removes between sweeps at an
+// advancing time: each sweep drops exactly the entries a model says have expired.
+TEST(memory_tier, sweep_matches_a_model_under_random_replaces_and_removes) {
+    memory_tier t(64 * mib);  // 16 shards; nothing is evicted
+    const auto base = clock::now() + 1h;
+    std::map<std::string, clock::time_point> model;
+    std::mt19937 rng(3);
+    auto swept_to = base;
+    for (int step = 0; step < 6000; ++step) {
+        const std::string key = key_of(static_cast<int>(rng() % 300));
+        switch (rng() % 5) {
+        case 0:
+        case 1:
+        case 2: {
+            const auto until = swept_to + std::chrono::seconds(1 + rng() % 7200);
+            ASSERT_TRUE(t.put(key, entry_until(until, rng() % 200)));
+            model[key] = until;
+            break;
+        }
+        case 3:
+            ASSERT_EQ(t.remove(key), model.erase(key) == 1) << "step " << step;
+            break;
+        default: {
+            swept_to += std::chrono::seconds(rng() % 600);
+            const auto expected = std::erase_if(model, [&](const auto& kv) { return kv.second <= swept_to; });
+            ASSERT_EQ(t.sweep(swept_to, unlimited), expected) << "step " << step;
+            break;
+        }
+        }
+        ASSERT_EQ(t.usage().entries, model.size()) << "step " << step;
+    }
+    for (const auto& [key, until] : model) {
+        EXPECT_NE(t.get(key, swept_to), nullptr) << key;
+        EXPECT_EQ(t.get(key, until), nullptr) << key << " is dropped exactly at its retain_until";
+    }
+    EXPECT_EQ(t.usage().entries, 0u);
+    EXPECT_EQ(t.evictions(), 0u);
+}
+
+TEST(memory_tier, replacing_an_entry_takes_the_new_retain_until) {
+    memory_tier t(mib);
+    const auto base = clock::now() + 1h;
+    ASSERT_TRUE(t.put("sooner", entry_until(base + 2h)));
+    ASSERT_TRUE(t.put("later", entry_until(base + 1min)));
+    const auto sooner = entry_until(base + 1min);
+    const auto later = entry_until(base + 2h, 500);
+    ASSERT_TRUE(t.put("sooner", sooner));
+    ASSERT_TRUE(t.put("later", later));
+    EXPECT_EQ(t.usage().entries, 2u);
+    EXPECT_EQ(t.usage().bytes, sooner->footprint("sooner") + later->footprint("later"));
+
+    EXPECT_EQ(t.sweep(base + 30min, unlimited), 1u);
+    EXPECT_EQ(t.get("sooner", base), nullptr);
+    EXPECT_EQ(t.get("later", base), later) << "the replaced entry's old retain_until must not drop the new one";
+    EXPECT_EQ(t.sweep(base + 2h - 1ns, unlimited), 0u);
+    EXPECT_EQ(t.sweep(base + 2h, unlimited), 1u);
+    EXPECT_EQ(t.usage().entries, 0u);
+    EXPECT_EQ(t.usage().bytes, 0u);
+}
+
+// Expiring entries at several times, all more recently used than any live one: room
+// for new entries comes from every expired one before a single live eviction, and
+// then from the least recently used live entry.
+TEST(memory_tier, making_room_takes_every_expired_entry_before_any_live_one) {
+    constexpr int n = 20;
+    const std::size_t fp = entry_until(clock::now())->footprint(key_of(0));
+    memory_tier t(n * fp + fp / 2);
+    ASSERT_EQ(t.shard_count(), 1u);
+    const auto now = clock::now();
+    const auto soon = now + 300ms;
+    int expiring = 0;
+    for (int i = 0; i < n; ++i) {
+        const bool expires = i % 3 == 0;
+        expiring += expires ? 1 : 0;
+        const auto until = expires ? soon + std::chrono::milliseconds(i) : now + 1h + std::chrono::minutes(n - i);
+        ASSERT_TRUE(t.put(key_of(i), entry_until(until)));
+    }
+    ASSERT_EQ(t.usage().entries, static_cast<std::uint64_t>(n)) << "the machine stalled past `soon`; the test is void";
+    for (int i = 0; i < n; i += 3) {
+        ASSERT_NE(t.get(key_of(i)), nullptr);  // plain LRU would now evict live entries first
+    }
+    std::this_thread::sleep_until(soon + 100ms);
+
+    for (int j = 0; j < expiring; ++j) {
+        ASSERT_TRUE(t.put(key_of(100 + j), entry_until(now + 3h)));
+        ASSERT_EQ(t.evictions(), 0u) << "put #" << j << " evicted a live entry while an expired one was held";
+        ASSERT_EQ(t.usage().entries, static_cast<std::uint64_t>(n));
+    }
+    ASSERT_TRUE(t.put(key_of(200), entry_until(now + 3h)));
+    EXPECT_EQ(t.evictions(), 1u);
+    EXPECT_EQ(t.get(key_of(1)), nullptr) << "the least recently used live entry goes first";
+    for (int i = 2; i < n; ++i) {
+        EXPECT_EQ(t.get(key_of(i)) != nullptr, i % 3 != 0) << i;
+    }
+}
+
+// remove and remove_all must leave the hash table, LRU list and expiry heap ready for
+// reuse: each round repeats the same checks on the same tier.
+TEST(memory_tier, works_as_new_after_remove_and_remove_all) {
+    const std::size_t fp = entry_until(clock::now())->footprint(key_of(0));
+    memory_tier t(10 * fp);
+    ASSERT_EQ(t.shard_count(), 1u);
+    for (int round = 0; round < 3; ++round) {
+        const auto base = clock::now() + 1h;
+        auto until = [&](int i) { return base + std::chrono::minutes(i); };
+        for (int i = 0; i < 10; ++i) {
+            ASSERT_TRUE(t.put(key_of(i), entry_until(until(i))));
+        }
+        ASSERT_EQ(t.usage().entries, 10u);
+        ASSERT_TRUE(t.remove(key_of(3)));
+        ASSERT_FALSE(t.remove(key_of(3)));
+        const auto again = entry_until(until(3));
+        ASSERT_TRUE(t.put(key_of(3), again));  // now the most recently used
+        EXPECT_EQ(t.get(key_of(3)), again);
+
+        ASSERT_TRUE(t.put(key_of(10), entry_until(until(10))));
+        EXPECT_EQ(t.evictions(), static_cast<std::uint64_t>(round + 1));
+        EXPECT_EQ(t.get(key_of(0)), nullptr) << "round " << round << ": 0 was least recently used";
+
+        EXPECT_EQ(t.sweep(until(5), unlimited), 5u) << "round " << round;  // 1..5
+        EXPECT_EQ(t.usage().entries, 5u);
+        EXPECT_EQ(t.usage().bytes, 5 * fp);
+        for (int i = 6; i <= 10; ++i) {
+            EXPECT_NE(t.get(key_of(i), base), nullptr) << i;
+        }
+
+        t.remove_all();
+        EXPECT_EQ(t.usage().entries, 0u);
+        EXPECT_EQ(t.usage().bytes, 0u);
+        for (int i = 0; i <= 10; ++i) {
+            EXPECT_EQ(t.get(key_of(i), base), nullptr) << i;
+        }
+        EXPECT_EQ(t.sweep(until(100), unlimited), 0u);
     }
 }
 

@@ -10,10 +10,11 @@
 
 namespace cachecar::cache {
 
-// Keys are spread over shard_count() shards, each with its own mutex, LRU list and a
-// byte budget of max_bytes / shard_count(). Up to 16 shards, halved until each gets
-// at least 4 MiB, so a 1 MiB object (the default max_object_bytes) never takes more
-// than a quarter of its shard; small tiers get one shard, hence exact global LRU.
+// Keys are spread over shard_count() shards, each with its own mutex, LRU list, hash
+// table and expiry heap (one node per entry serves all three), and a byte budget of
+// max_bytes / shard_count(). Up to 16 shards, halved until each gets at least 4 MiB,
+// so a 1 MiB object (the default max_object_bytes) never takes more than a quarter
+// of its shard; small tiers get one shard, hence exact global LRU.
 // The shard count is fixed at construction; resize() changes only the budgets.
 class memory_tier final : public tier {
 public:
@@ -27,11 +28,12 @@ public:
     // get() returns null on a miss or once now >= retain_until (the entry is dropped);
     // a hit makes the entry the most recently used of its shard. No allocation.
     entry_ptr get(std::string_view key, clock::time_point now = clock::now());
-    // Replaces any entry under `key`. Returns false if not stored: e is null or its
+    // Replaces any entry under `key`. Returns false if not stored: e is null, its
     // footprint exceeds the shard budget (the previous entry is dropped all the same,
-    // so a failed replace never leaves older content behind). An entry already past
-    // retain_until is accepted (true) but not kept. To make room, entries past
-    // retain_until go first, then the least recently used.
+    // so a failed replace never leaves older content behind), or the key is 4 GiB or
+    // longer (never stored, so nothing to drop). An entry already past retain_until is
+    // accepted (true) but not kept. To make room, entries past retain_until go first,
+    // then the least recently used.
     bool put(std::string key, entry_ptr e);
     bool remove(std::string_view key);  // false: nothing was stored under key
     void remove_all();
