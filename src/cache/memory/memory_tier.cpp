@@ -74,10 +74,11 @@ struct memory_tier::impl {
             void* mem = ::operator new(sizeof(node) + key.size());
             return ::new (mem) node(key, h, std::move(e), fp);  // noexcept: nothing leaks
         }
+        // Unsized delete: clang (the fuzz and sanitizer builds) has sized deallocation
+        // off by default.
         static void destroy(node* n) noexcept {
-            const std::size_t size = sizeof(node) + n->key_size;
             n->~node();
-            ::operator delete(static_cast<void*>(n), size);
+            ::operator delete(static_cast<void*>(n));
         }
     };
     static_assert(alignof(node) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
