@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
-  libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev zlib1g-dev
   libhiredis-dev libmongoc-dev libbson-dev libsystemd-dev
   libgtest-dev libgmock-dev
   redis-server curl strace

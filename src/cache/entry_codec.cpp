@@ -9,12 +9,17 @@
 #include <memory>
 #include <stdexcept>
 
+#include <zlib.h>
+
 namespace cachecar::cache {
 
 namespace {
 
 constexpr char magic[3] = {'C', 'C', 'E'};
-constexpr std::uint8_t format_version = 1;
+// Written: v2. Read: v1 as well, so values stored by the previous release stay hits
+// after an upgrade. The versions differ only in the checksum (see entry_codec.hpp).
+constexpr std::uint8_t format_v1 = 1;
+constexpr std::uint8_t format_version = 2;
 
 // magic + version + total length: the part outside the declared length.
 constexpr std::size_t prefix_size = 3 + 1 + 4;
@@ -29,13 +34,15 @@ constexpr std::size_t min_stamp_size = 4 + 8;
 // The format stores raw ticks; a narrower rep would silently change the meaning of
 // stored values, so refuse to build rather than write a different format.
 static_assert(sizeof(clock::rep) == 8 && std::numeric_limits<clock::rep>::is_signed,
-              "entry format v1 stores system_clock ticks as i64");
+              "entry formats v1 and v2 store system_clock ticks as i64");
 static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big,
               "mixed-endian hosts are not supported");
 
 constexpr std::uint32_t fnv_offset = 2166136261u;
 constexpr std::uint32_t fnv_prime = 16777619u;
 
+// v1's checksum. Byte at a time with a multiply in the dependency chain: ~89 us for a
+// 64 KiB body, which made decoding the largest cost of a Redis-tier hit.
 std::uint32_t fnv1a(const char* data, std::size_t size) {
     std::uint32_t h = fnv_offset;
     for (std::size_t i = 0; i < size; ++i) {
@@ -43,6 +50,18 @@ std::uint32_t fnv1a(const char* data, std::size_t size) {
         h *= fnv_prime;
     }
     return h;
+}
+
+// v2's checksum: CRC-32 (ISO-HDLC, zlib's), ~6x faster than fnv1a here and a
+// stronger detector of the corruption it is for (any burst up to 32 bits).
+std::uint32_t crc32_of(const char* data, std::size_t size) {
+    uLong crc = crc32_z(0L, Z_NULL, 0);
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
+    return static_cast<std::uint32_t>(crc);
+}
+
+std::uint32_t checksum(std::uint8_t version, const char* data, std::size_t size) {
+    return version == format_v1 ? fnv1a(data, size) : crc32_of(data, size);
 }
 
 template <class U>
@@ -127,7 +146,7 @@ std::uint32_t checked_u32(std::size_t n) {
     // Stored responses are bounded by max_object_bytes far below this; reaching it is a
     // caller bug, and writing a wrapped length would produce an entry that decodes wrong.
     if (n > std::numeric_limits<std::uint32_t>::max()) {
-        throw std::length_error("entry field too large for entry format v1");
+        throw std::length_error("entry field too large for the entry format");
     }
     return static_cast<std::uint32_t>(n);
 }
@@ -138,7 +157,7 @@ decode_result fail(decode_error e) { return decode_result{nullptr, e}; }
 
 std::string encode_entry(const entry& e) {
     if (e.status > std::numeric_limits<std::uint16_t>::max()) {
-        throw std::invalid_argument("entry status does not fit entry format v1");
+        throw std::invalid_argument("entry status does not fit the entry format");
     }
     std::size_t declared = min_declared + e.body.size();
     for (const auto& h : e.headers) declared += min_header_size + h.name.size() + h.value.size();
@@ -169,7 +188,7 @@ std::string encode_entry(const entry& e) {
     }
     w.put_string(e.body);
     const auto checked = static_cast<std::size_t>(w.position() - out.data());
-    w.put(fnv1a(out.data(), checked));
+    w.put(checksum(format_version, out.data(), checked));
     return out;
 }
 
@@ -192,7 +211,8 @@ decode_result decode_entry(std::string_view bytes) {
     const std::size_t magic_present = std::min(bytes.size(), sizeof magic);
     if (std::memcmp(bytes.data(), magic, magic_present) != 0) return fail(decode_error::bad_magic);
     if (bytes.size() < prefix_size) return fail(decode_error::truncated);
-    if (static_cast<std::uint8_t>(bytes[3]) != format_version) return fail(decode_error::bad_version);
+    const auto version = static_cast<std::uint8_t>(bytes[3]);
+    if (version != format_version && version != format_v1) return fail(decode_error::bad_version);
 
     reader prefix(bytes.data() + 4, 4);
     std::uint32_t declared = 0;
@@ -208,7 +228,7 @@ decode_result decode_entry(std::string_view bytes) {
     reader tail(bytes.data() + checked, checksum_size);
     std::uint32_t stored_sum = 0;
     tail.get(stored_sum);
-    if (fnv1a(bytes.data(), checked) != stored_sum) return fail(decode_error::bad_checksum);
+    if (checksum(version, bytes.data(), checked) != stored_sum) return fail(decode_error::bad_checksum);
 
     // From here on the checksum matched, so a failure means a writer produced a bad
     // value; the reader still bounds every read, so it cannot go past the fields.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes corpus/fuzz_entry_codec/ seeds: entries in format v1 (cache/entry_codec.hpp)
-behind a 0x00 byte (decode mode), and one 0x01 seed (build-and-encode mode)."""
-import os, struct
+"""Writes corpus/fuzz_entry_codec/ seeds: entries in format v2 (cache/entry_codec.hpp),
+and one in v1 (still read), behind a 0x00 byte (decode mode), and one 0x01 seed
+(build-and-encode mode)."""
+import os, struct, zlib
 
 def fnv1a(data):
     h = 2166136261
@@ -12,14 +13,15 @@ def fnv1a(data):
 def string(b):
     return struct.pack("<I", len(b)) + b
 
-def entry(status, stored, expires, retain, headers, stamps, body):
+def entry(status, stored, expires, retain, headers, stamps, body, version=2):
     rest = struct.pack("<Hqqq", status, stored, expires, retain)
     rest += struct.pack("<I", len(headers)) + b"".join(string(n) + string(v) for n, v in headers)
     rest += struct.pack("<I", len(stamps)) + b"".join(string(c) + struct.pack("<Q", g) for c, g in stamps)
     rest += string(body)
-    head = b"CCE" + bytes([1]) + struct.pack("<I", len(rest) + 4)
+    head = b"CCE" + bytes([version]) + struct.pack("<I", len(rest) + 4)
     value = head + rest
-    return value + struct.pack("<I", fnv1a(value))
+    checksum = fnv1a(value) if version == 1 else zlib.crc32(value)
+    return value + struct.pack("<I", checksum)
 
 t = 1_763_770_000_000_000_000  # ns ticks
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "fuzz_entry_codec")
@@ -30,6 +32,8 @@ seeds = {
                       [(b"*", 3), (b"videos", 7)], b'{"videos":[1,2,3]}'),
     "empty_204": entry(204, 0, 0, 0, [], [(b"*", 0)], b""),
     "not_found": entry(404, t, t + 1, t + 1, [(b"Vary", b"Accept-Language")], [(b"*", 1), (b"video:42", 2)], b"nope"),
+    "json_200_v1": entry(200, t, t + 300 * 10**9, t + 600 * 10**9,
+                         [(b"Content-Type", b"application/json")], [(b"*", 3)], b'{"v":1}', version=1),
 }
 for name, data in seeds.items():
     with open(os.path.join(out, name + ".bin"), "wb") as f:

@@ -1,12 +1,14 @@
 // The byte encoding of an entry for tiers that store bytes (Redis, MongoDB).
 //
-// Format v1 (all integers little-endian):
-//   magic "CCE" | version u8 = 1 | total length u32 (of everything after this field)
+// Format v2 (all integers little-endian):
+//   magic "CCE" | version u8 = 2 | total length u32 (of everything after this field)
 //   status u16 | stored_at i64 | expires_at i64 | retain_until i64  (system_clock ticks since epoch)
 //   header count u32, then per header: name (u32 len + bytes), value (u32 len + bytes)
 //   stamp count u32, then per stamp: category (u32 len + bytes), generation u64
 //   body (u32 len + bytes)
-//   checksum u32 (FNV-1a 32 of everything before it)
+//   checksum u32 (CRC-32, as zlib's crc32(), of everything before it)
+// encode() writes v2. decode() also reads v1, written by earlier releases: the same
+// layout with version 1 and an FNV-1a 32 checksum (too slow for large bodies).
 // decode() rejects anything that is not exactly this: wrong magic or version, a
 // length that disagrees with the data, counts that overrun, trailing bytes, a bad
 // checksum. A rejected value is a corrupt entry, never served.

@@ -19,12 +19,14 @@ using cachecar::cache::encode_entry;
 using cachecar::cache::entry;
 using cachecar::cache::header_field;
 
-// Offsets into a v1 encoding, from the format comment in entry_codec.hpp.
+// Offsets into an encoding (v1 and v2 share the layout), from the format comment in
+// entry_codec.hpp.
 constexpr std::size_t version_offset = 3;
 constexpr std::size_t length_offset = 4;
 constexpr std::size_t status_offset = 8;
 constexpr std::size_t header_count_offset = status_offset + 2 + 3 * 8;
 
+// v1's checksum, FNV-1a 32.
 std::uint32_t fnv1a(std::string_view bytes) {
     std::uint32_t h = 2166136261u;
     for (unsigned char c : bytes) {
@@ -34,12 +36,31 @@ std::uint32_t fnv1a(std::string_view bytes) {
     return h;
 }
 
+// v2's checksum, CRC-32 (ISO-HDLC) bit by bit from its definition: reflected
+// polynomial 0xEDB88320, initial value and final xor 0xFFFFFFFF. Independent of zlib,
+// which the codec uses.
+std::uint32_t crc32_reference(std::string_view bytes) {
+    std::uint32_t crc = 0xFFFFFFFFu;
+    for (unsigned char c : bytes) {
+        crc ^= c;
+        for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+// The checksum of `bytes` for the version its header names.
+std::uint32_t checksum_for(std::string_view bytes) {
+    return bytes.size() > version_offset && bytes[version_offset] == 1 ? fnv1a(bytes) : crc32_reference(bytes);
+}
+
 // Builds encodings byte by byte from the documented format, independently of the
 // codec, so that tests can state exactly which malformation they plant and still give
 // it a valid checksum (otherwise every malformation would stop at bad_checksum).
 class raw_builder {
 public:
-    raw_builder() { bytes_ = std::string("CCE\x01", 4) + std::string(4, '\0'); }
+    explicit raw_builder(std::uint8_t version = 2) {
+        bytes_ = std::string("CCE", 3) + static_cast<char>(version) + std::string(4, '\0');
+    }
 
     raw_builder& u8(std::uint8_t v) { return le(v, 1); }
     raw_builder& u16(std::uint16_t v) { return le(v, 2); }
@@ -64,9 +85,16 @@ public:
     std::string seal() const {
         std::string out = bytes_;
         patch_u32(out, length_offset, static_cast<std::uint32_t>(out.size() - 8 + 4));
-        const std::uint32_t sum = fnv1a(out);
+        const std::uint32_t sum = checksum_for(out);
         for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((sum >> (8 * i)) & 0xFF));
         return out;
+    }
+
+    // Appends the checksum to `unsealed` (an encoding without its last four bytes).
+    static std::string seal_as_is(std::string unsealed) {
+        const std::uint32_t sum = checksum_for(unsealed);
+        for (int i = 0; i < 4; ++i) unsealed.push_back(static_cast<char>((sum >> (8 * i)) & 0xFF));
+        return unsealed;
     }
 
     static void patch_u32(std::string& s, std::size_t at, std::uint32_t v) {
@@ -84,7 +112,7 @@ private:
 // Recomputes the checksum after a test has edited an encoding.
 std::string reseal(std::string bytes) {
     bytes.resize(bytes.size() - 4);
-    const std::uint32_t sum = fnv1a(bytes);
+    const std::uint32_t sum = checksum_for(bytes);
     for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((sum >> (8 * i)) & 0xFF));
     return bytes;
 }
@@ -205,10 +233,51 @@ TEST(entry_codec, encoding_matches_the_documented_layout) {
                                      .seal();
     EXPECT_EQ(encode_entry(e), expected);
     // Spot-check the little-endian words by hand, not only through the builder.
-    EXPECT_EQ(expected.substr(0, 4), std::string("CCE\x01", 4));
+    EXPECT_EQ(expected.substr(0, 4), std::string("CCE\x02", 4));
     EXPECT_EQ(static_cast<unsigned char>(expected[status_offset]), 404 & 0xFF);
     EXPECT_EQ(static_cast<unsigned char>(expected[status_offset + 1]), 404 >> 8);
     EXPECT_EQ(static_cast<unsigned char>(expected[length_offset]), expected.size() - 8);
+}
+
+TEST(entry_codec, checksum_reference_matches_the_crc32_check_value) {
+    // The catalogued check value of CRC-32/ISO-HDLC: the test's reference is right.
+    EXPECT_EQ(crc32_reference("123456789"), 0xCBF43926u);
+    // And the codec's v2 checksum is that CRC: the last four bytes of an encoding.
+    const std::string bytes = encode_entry(small_entry());
+    const std::string sealed = raw_builder::seal_as_is(bytes.substr(0, bytes.size() - 4));
+    EXPECT_EQ(bytes, sealed);
+}
+
+TEST(entry_codec, values_written_by_the_previous_format_v1_still_decode) {
+    // An upgrade must not turn every stored value into a corrupt one: v1 (FNV-1a
+    // checksum) is still read.
+    const std::string v1 = raw_builder(1)
+                               .fixed(203, 10, 20, 30)
+                               .u32(1).str("Content-Type").str("text/plain")
+                               .u32(2).str("videos").u64(7).str("*").u64(1)
+                               .str("old body")
+                               .seal();
+    const entry e = must_decode(v1);
+    EXPECT_EQ(e.status, 203u);
+    EXPECT_EQ(e.headers.find("content-type"), "text/plain");
+    ASSERT_EQ(e.stamps.size(), 2u);
+    EXPECT_EQ(e.stamps[0].category, "videos");
+    EXPECT_EQ(e.stamps[0].generation, 7u);
+    EXPECT_EQ(e.body, "old body");
+    EXPECT_EQ(e.retain_until, clock::time_point(clock::duration(30)));
+
+    // Each version is held to its own checksum: v1 bytes sealed with v2's CRC, and the
+    // reverse, are corrupt.
+    auto sealed_with = [](std::string bytes, std::uint32_t (*sum_of)(std::string_view)) {
+        bytes.resize(bytes.size() - 4);
+        const std::uint32_t sum = sum_of(bytes);
+        for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((sum >> (8 * i)) & 0xFF));
+        return bytes;
+    };
+    EXPECT_EQ(must_fail(sealed_with(v1, crc32_reference)), decode_error::bad_checksum);
+    EXPECT_EQ(must_fail(sealed_with(encode_entry(small_entry()), fnv1a)), decode_error::bad_checksum);
+    // (and with the right one, both decode)
+    EXPECT_EQ(must_decode(sealed_with(v1, fnv1a)).body, "old body");
 }
 
 TEST(entry_codec, every_truncation_is_rejected) {
@@ -258,7 +327,7 @@ TEST(entry_codec, wrong_magic_is_rejected) {
 }
 
 TEST(entry_codec, other_versions_are_rejected_as_bad_version) {
-    for (std::uint8_t v : {0, 2, 255}) {
+    for (std::uint8_t v : {0, 3, 255}) {
         std::string bytes = encode_entry(small_entry());
         bytes[version_offset] = static_cast<char>(v);
         // Resealing proves the version itself is checked, not just the checksum.
