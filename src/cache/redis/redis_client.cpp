@@ -6,8 +6,10 @@
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <deque>
+#include <new>
 
 namespace cachecar::cache::redis {
 
@@ -36,43 +38,78 @@ public:
 };
 #pragma GCC diagnostic pop
 
-redis_value convert(const redisReply* r) {
-    redis_value v;
-    switch (r->type) {
-    case REDIS_REPLY_STRING:
-        v.type = redis_value::kind::string;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_STATUS:
-        v.type = redis_value::kind::status;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_ERROR:
-        v.type = redis_value::kind::error;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_INTEGER:
-        v.type = redis_value::kind::integer;
-        v.integer = r->integer;
-        break;
-    case REDIS_REPLY_ARRAY:
-        v.type = redis_value::kind::array;
-        v.elements.reserve(r->elements);
-        for (std::size_t i = 0; i < r->elements; ++i) v.elements.push_back(convert(r->element[i]));
-        break;
-    default:
-        v.type = redis_value::kind::nil;
+// hiredis builds replies through these callbacks straight into redis_value, so a
+// bulk string (a stored entry, up to max_object_bytes) is copied once out of the
+// reader's buffer, not twice via a redisReply. hiredis is C: nothing may throw
+// through it, so allocation failures answer nullptr, which it reports as out of
+// memory. Array elements are constructed in place in their parent's `elements`
+// (sized by create_array before any child exists, so the pointers stay valid);
+// only a root value is allocated, and only a root is ever freed (free_value).
+redis_value* place(const redisReadTask* task) {
+    if (task->parent != nullptr) {
+        auto* parent = static_cast<redis_value*>(task->parent->obj);
+        return &parent->elements[static_cast<std::size_t>(task->idx)];
+    }
+    return new (std::nothrow) redis_value;
+}
+
+void* create_string(const redisReadTask* task, char* str, std::size_t len) noexcept {
+    redis_value* v = place(task);
+    if (v == nullptr) return nullptr;
+    switch (task->type) {
+    case REDIS_REPLY_STATUS: v->type = redis_value::kind::status; break;
+    case REDIS_REPLY_ERROR: v->type = redis_value::kind::error; break;
+    default: v->type = redis_value::kind::string; break;
+    }
+    try {
+        v->str.assign(str, len);
+    } catch (...) {
+        return nullptr;
     }
     return v;
 }
 
+void* create_array(const redisReadTask* task, int elements) noexcept {
+    redis_value* v = place(task);
+    if (v == nullptr) return nullptr;
+    v->type = redis_value::kind::array;
+    try {
+        v->elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
+    } catch (...) {
+        return nullptr;
+    }
+    return v;
+}
+
+void* create_integer(const redisReadTask* task, long long value) noexcept {
+    redis_value* v = place(task);
+    if (v == nullptr) return nullptr;
+    v->type = redis_value::kind::integer;
+    v->integer = value;
+    return v;
+}
+
+void* create_nil(const redisReadTask* task) noexcept {
+    redis_value* v = place(task);
+    if (v != nullptr) v->type = redis_value::kind::nil;
+    return v;
+}
+
+void free_value(void* reply) noexcept { delete static_cast<redis_value*>(reply); }
+
+redisReplyObjectFunctions value_functions = {create_string, create_array, create_integer, create_nil, free_value};
+
+// A reply as built by the functions above, owned.
+std::unique_ptr<redis_value> take_reply(void* raw) { return std::unique_ptr<redis_value>(static_cast<redis_value*>(raw)); }
+
 long long ticks(steady::time_point t) { return t.time_since_epoch().count(); }
 
-// hiredis' parser, owned.
+// hiredis' parser, owned; it builds redis_value replies (value_functions).
 struct reader_deleter {
     void operator()(redisReader* r) const { redisReaderFree(r); }
 };
 using reader_ptr = std::unique_ptr<redisReader, reader_deleter>;
+reader_ptr make_reader() { return reader_ptr(redisReaderCreateWithFunctions(&value_functions)); }
 
 constexpr std::size_t max_in_flight = 4096;
 
@@ -191,7 +228,7 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
     net::generic::stream_protocol::socket socket;
     redis_options options;  // a copy: the connection may outlive its client briefly
     std::weak_ptr<redis_client> owner;
-    reader_ptr reader{redisReaderCreate()};
+    reader_ptr reader = make_reader();
     std::deque<slot_ptr> in_flight;
     std::string outbox;
     bool writing = false;
@@ -315,8 +352,8 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
                 redisReaderFeed(reader.get(), buf, n);
                 void* raw = nullptr;
                 while (answered < hello.size() && redisReaderGetReply(reader.get(), &raw) == REDIS_OK && raw) {
-                    auto v = convert(static_cast<redisReply*>(raw));
-                    freeReplyObject(raw);
+                    const auto reply = take_reply(raw);
+                    const redis_value& v = *reply;
                     if (v.is_error()) {
                         logging::get("redis")->error("redis: {} rejected: {}", hello[answered][0], v.str);
                         ec = make_error_code(redis_error::reply_error);
@@ -331,7 +368,9 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
     }
 
     net::awaitable<void> read_loop() {
-        char buf[16384];
+        // Room for a whole typical entry per read: a 64 KiB hit arrives in one or two
+        // reads instead of five. The frame lives as long as the connection.
+        char buf[65536];
         for (;;) {
             error_code ec;
             auto n = co_await socket.async_read_some(net::buffer(buf), net::redirect_error(net::use_awaitable, ec));
@@ -341,8 +380,8 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
                 void* raw = nullptr;
                 if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) co_return;  // protocol error
                 if (raw == nullptr) break;
-                auto v = convert(static_cast<redisReply*>(raw));
-                freeReplyObject(raw);
+                auto reply = take_reply(raw);
+                redis_value& v = *reply;
                 if (on_push) {
                     on_push(v);
                     continue;
@@ -360,7 +399,7 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
         auto self = shared_from_this();
         int backoff_ms = 50;
         while (!stopping) {
-            reader.reset(redisReaderCreate());
+            reader = make_reader();
             auto ec = co_await connect_once();
             if (!ec && !stopping) {
                 connected = true;
