@@ -105,8 +105,8 @@ struct app::impl {
           proxy(snapshots, tiers, metrics),
           admin(snapshots, tiers, metrics,
                 admin::admin_hooks{[this] { return reload_from_file(); }, [this] { return gauges(); }}),
-          client_server(io, proxy, "proxy"),
-          admin_server(io, admin, "admin") {
+          client_server(io, proxy, "proxy", threads),
+          admin_server(io, admin, "admin", threads) {
         logging::apply(cfg.logging);
         auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
         if (redis) {

@@ -112,8 +112,8 @@ net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, 
 
 }  // namespace
 
-server::server(net::io_context& io, request_handler& handler, std::string name)
-    : io_(io), handler_(handler), name_(std::move(name)) {}
+server::server(net::io_context& io, request_handler& handler, std::string name, unsigned io_threads)
+    : io_(io), session_strands_(io_threads > 1), handler_(handler), name_(std::move(name)) {}
 
 server::~server() = default;
 
@@ -176,7 +176,9 @@ void server::close_all() {
 net::awaitable<void> server::accept_loop(std::shared_ptr<net::ip::tcp::acceptor> acceptor) {
     for (;;) {
         error_code ec;
-        auto sock = co_await acceptor->async_accept(net::make_strand(io_), net::redirect_error(net::use_awaitable, ec));
+        const net::any_io_executor session_executor =
+            session_strands_ ? net::any_io_executor(net::make_strand(io_)) : net::any_io_executor(io_.get_executor());
+        auto sock = co_await acceptor->async_accept(session_executor, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
             if (ec == net::error::operation_aborted || draining_ || !acceptor->is_open()) co_return;
             // EMFILE and friends: back off briefly instead of spinning.

@@ -68,7 +68,10 @@ public:
 
 class server {
 public:
-    server(net::io_context& io, request_handler& handler, std::string name);
+    // `io_threads`: how many threads run `io`. Each connection gets its own strand
+    // when more than one does; with one thread everything is already serialised, and
+    // a strand would only add a lock and a queue to every completion of the hit path.
+    server(net::io_context& io, request_handler& handler, std::string name, unsigned io_threads);
     ~server();
 
     // Binds and starts accepting. Throws boost::system::system_error if it cannot bind.
@@ -90,6 +93,7 @@ private:
     net::awaitable<void> run_session(std::shared_ptr<session> s);
 
     net::io_context& io_;
+    const bool session_strands_;
     request_handler& handler_;
     std::string name_;
     std::mutex acceptor_mutex_;
