@@ -1,5 +1,8 @@
 #include "support/proxy_fixture.hpp"
 
+#include <cstdlib>
+#include <stdexcept>
+
 namespace cachecar::test {
 
 std::string with_upstream(std::string yaml, std::uint16_t port) {
@@ -8,6 +11,14 @@ std::string with_upstream(std::string yaml, std::uint16_t port) {
         yaml.replace(pos, marker.size(), std::to_string(port));
     }
     return yaml;
+}
+
+unsigned test_io_threads() {
+    const char* env = std::getenv("CACHECAR_TEST_THREADS");
+    if (env == nullptr || *env == '\0') return 2;
+    const int n = std::atoi(env);
+    if (n < 1) throw std::invalid_argument(std::string("CACHECAR_TEST_THREADS must be >= 1, got ") + env);
+    return static_cast<unsigned>(n);
 }
 
 config::config must_load(const std::string& yaml, const std::string& file_name) {
@@ -25,7 +36,7 @@ void proxy_fixture::start(const std::string& routes_yaml, const std::string& ser
                        "  admin_listen: 127.0.0.1:0\n"
                        "  upstream: http://127.0.0.1:{UPSTREAM}\n"
                        "  namespace: test\n"
-                       "  threads: 2\n" +
+                       "  threads: " + std::to_string(test_io_threads()) + "\n" +
                        server_extra + "tiers:\n  memory: { max_bytes: 64MiB }\n" + routes_yaml;
     cachecar_ = std::make_unique<app>(must_load(with_upstream(yaml, origin_.port())));
     cachecar_->start();

@@ -17,6 +17,11 @@ namespace cachecar::test {
 // Replaces every "{UPSTREAM}" in `yaml` with the origin's port.
 std::string with_upstream(std::string yaml, std::uint16_t port);
 
+// server.threads for the cachecar a fixture starts: 2, or CACHECAR_TEST_THREADS. ctest
+// runs the proxy and fault suites a second time with 1, because one I/O thread takes
+// another path (connections without strands, see http::server).
+unsigned test_io_threads();
+
 // Parses YAML that must be valid; fails the current test with the diagnostics otherwise.
 config::config must_load(const std::string& yaml, const std::string& file_name = "<test>");
 

@@ -17,7 +17,7 @@ void tier_faults_fixture::start(const std::string& tier, const std::string& sett
                              "  admin_listen: 127.0.0.1:0\n"
                              "  upstream: http://127.0.0.1:" + std::to_string(origin_.port()) + "\n"
                              "  namespace: faults\n"
-                             "  threads: 2\n"
+                             "  threads: " + std::to_string(test_io_threads()) + "\n"
                              "tiers:\n"
                              "  memory: { max_bytes: 16MiB }\n"
                              "  " + tier + ": { " + settings + ", timeout: " + std::to_string(timeout.count()) + "ms }\n"
