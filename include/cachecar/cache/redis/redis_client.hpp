@@ -75,8 +75,10 @@ public:
     void stop();
 
     // Sends one command and waits for its reply (or the deadline). Completes on the
-    // caller's executor, which must be a strand. A Redis error reply is a value
-    // (type error), not an error_code, except through `checked()` below.
+    // caller's executor, which must run its handlers one at a time (a strand, or an
+    // io_context run by a single thread, as http::server's sessions use). A Redis
+    // error reply is a value (type error), not an error_code, except through
+    // `checked()` below.
     net::awaitable<result<redis_value>> command(std::vector<std::string> argv_list);
     // Several commands written together (one round trip); replies in order.
     net::awaitable<result<std::vector<redis_value>>> pipeline(std::vector<std::vector<std::string>> commands);
