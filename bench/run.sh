@@ -397,7 +397,7 @@ versions() {
   mv=$(memcached -V 2>/dev/null)
   rv=$(redis-server --version | awk '{print $3}' | sed 's/^v=//')
   cv=$("$CACHECAR_BIN" --version 2>/dev/null | head -1 || true)
-  echo "| cachecar | $cv, git $(git_rev), \`threads: 1\`, access log to /dev/null |"
+  echo "| cachecar | $cv, git $(git_rev), \`threads: 1\`, access log off (as the peers) |"
   echo "| nginx | $nv (proxy_cache; srcache+memc; origin) |"
   echo "| Varnish | $vv, \`-s malloc,1g -j none\` |"
   echo "| memcached | $mv, \`-t 1\` |"
