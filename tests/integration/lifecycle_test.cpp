@@ -1,4 +1,5 @@
 // The real binary: --check, --version, SIGTERM drain, SIGHUP reload.
+#include "support/daemon_process.hpp"
 #include "support/http_client.hpp"
 #include "support/proxy_fixture.hpp"
 #include "support/test_origin.hpp"
@@ -12,117 +13,22 @@
 #include <regex>
 #include <thread>
 
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace cachecar::test {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct run_result {
-    int exit_code = -1;
-    std::string output;  // stdout + stderr
-};
-
-// Runs the binary to completion, capturing stdout (and stderr unless `stdout_only`:
-// libmongoc's load-time initialisation may print a warning there on its own).
 run_result run_binary(const std::vector<std::string>& args, bool stdout_only = false) {
-    std::string cmd = CACHECAR_BINARY;
-    for (const auto& a : args) cmd += " '" + a + "'";
-    cmd += stdout_only ? " 2>/dev/null" : " 2>&1";
-    run_result r;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    char buf[4096];
-    while (auto n = std::fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-    int status = ::pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return test::run_binary(CACHECAR_BINARY, args, stdout_only);
 }
 
-// A running cachecar process; its stderr is read to learn the bound ports.
-class daemon_process {
+// The daemon under test is always the binary this build produced.
+class daemon_process : public test::daemon_process {
 public:
-    explicit daemon_process(const std::string& config_file) {
-        int fds[2];
-        EXPECT_EQ(::pipe(fds), 0);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addclose(&actions, fds[0]);
-        std::string bin = CACHECAR_BINARY;
-        std::vector<char*> argv{bin.data(), const_cast<char*>("-c"), const_cast<char*>(config_file.c_str()), nullptr};
-        EXPECT_EQ(::posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ), 0);
-        posix_spawn_file_actions_destroy(&actions);
-        ::close(fds[1]);
-        err_ = fds[0];
-        std::regex listening(R"(listening on [^ ]+:(\d+) .*admin [^:]+:(\d+))");
-        std::smatch m;
-        EXPECT_TRUE(read_until([&] { return std::regex_search(log_, m, listening); }, 10s)) << log_;
-        if (!m.empty()) {
-            port = static_cast<std::uint16_t>(std::stoi(m[1]));
-            admin_port = static_cast<std::uint16_t>(std::stoi(m[2]));
-        }
-    }
-    ~daemon_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-        ::close(err_);
-    }
-    void signal(int sig) { ::kill(pid_, sig); }
-    // Waits for exit; returns the exit code, or -1 on timeout / abnormal exit.
-    int wait_exit(std::chrono::milliseconds timeout) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (std::chrono::steady_clock::now() < deadline) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                drain_output();
-                return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-        return -1;
-    }
-    bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
-        return read_until([&] { return log_.find(needle) != std::string::npos; }, timeout);
-    }
-    const std::string& log() const { return log_; }
-
-    std::uint16_t port = 0;
-    std::uint16_t admin_port = 0;
-
-private:
-    template <class Done>
-    bool read_until(Done done, std::chrono::milliseconds timeout) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (!done()) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return false;
-            pollfd p{err_, POLLIN, 0};
-            if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-            char buf[4096];
-            auto n = ::read(err_, buf, sizeof buf);
-            if (n <= 0) return done();
-            log_.append(buf, static_cast<std::size_t>(n));
-        }
-        return true;
-    }
-    void drain_output() {
-        read_until([] { return false; }, 100ms);
-    }
-
-    pid_t pid_ = -1;
-    int err_ = -1;
-    std::string log_;
+    explicit daemon_process(const std::string& config_file) : test::daemon_process(CACHECAR_BINARY, config_file) {}
 };
 
 class lifecycle_test : public ::testing::Test {

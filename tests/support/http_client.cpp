@@ -118,6 +118,34 @@ client_response http_request(std::uint16_t port, const std::string& method, cons
     return out;
 }
 
+client_response raw_request(std::uint16_t port, const std::string& bytes, bool head, std::chrono::milliseconds timeout) {
+    net::io_context io;
+    beast::tcp_stream stream(io);
+    client_response out;
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+            error_code ec;
+            stream.expires_after(timeout);
+            co_await stream.async_connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                                          net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            co_await net::async_write(stream, net::buffer(bytes), net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            beast::flat_buffer buffer;
+            bh::response_parser<bh::string_body> parser;
+            parser.body_limit(256u * 1024u * 1024u);
+            if (head) parser.skip(true);
+            co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return;
+            auto res = parser.release();
+            out = convert(res);
+        },
+        net::detached);
+    io.run();
+    return out;
+}
+
 namespace {
 
 // Connects, sends `bytes` and reads until `read_limit` bytes have arrived, the peer

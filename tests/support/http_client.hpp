@@ -32,6 +32,11 @@ inline client_response http_get(std::uint16_t port, const std::string& target, c
     return http_request(port, "GET", target, headers);
 }
 
+// Sends raw request bytes on a fresh connection and parses the first response (read
+// without a body when `head`). status 0: no parseable response.
+client_response raw_request(std::uint16_t port, const std::string& bytes, bool head = false,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 // Sends raw bytes and returns everything received until the peer closes (or timeout).
 std::string raw_exchange(std::uint16_t port, const std::string& bytes,
                          std::chrono::milliseconds timeout = std::chrono::seconds(5));

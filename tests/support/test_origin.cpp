@@ -2,6 +2,7 @@
 
 #include <cachecar/net.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <system_error>
@@ -22,6 +23,25 @@ std::string raw_head(const origin_response& out, std::size_t content_length) {
     return head + "\r\n";
 }
 
+// "Name: value" lines of a raw head, in the order they arrived (OWS trimmed).
+std::vector<std::pair<std::string, std::string>> head_lines(const std::string& raw) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto end = raw.find("\r\n\r\n");
+    std::size_t at = raw.find("\r\n");
+    while (at != std::string::npos && at < end) {
+        const auto next = raw.find("\r\n", at + 2);
+        const std::string line = raw.substr(at + 2, next - at - 2);
+        at = next;
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+        out.emplace_back(line.substr(0, colon), value);
+    }
+    return out;
+}
+
 }  // namespace
 
 struct test_origin::impl {
@@ -37,6 +57,7 @@ struct test_origin::impl {
     std::vector<origin_request> seen;
     std::vector<std::weak_ptr<beast::tcp_stream>> connections;  // guarded by mutex
     std::atomic<std::size_t> sequence{0};
+    std::size_t connection_count = 0;  // accept loop only
 
     // Runs `f` on `ex` and waits for it; rethrows what it threw.
     template <class F>
@@ -85,7 +106,37 @@ struct test_origin::impl {
         stream.socket().close(ec);
     }
 
-    net::awaitable<void> serve(net::ip::tcp::socket sock) {
+    // Reads one request, keeping the exact bytes it was made of. The parser is fed by
+    // hand (put) so that what it consumed is known; bytes past the request stay in
+    // `pending` for the next one. False: the connection ended or sent garbage.
+    static net::awaitable<bool> read_request(beast::tcp_stream& stream, std::string& pending,
+                                             bh::request_parser<bh::string_body>& parser, std::string& raw) {
+        parser.header_limit(1u << 20);
+        parser.body_limit(1u << 30);
+        parser.eager(true);
+        error_code ec;
+        for (;;) {
+            if (!pending.empty()) {
+                const auto used = parser.put(net::buffer(pending), ec);
+                raw.append(pending, 0, used);
+                pending.erase(0, used);
+                if (ec == bh::error::need_more) {
+                    ec = {};
+                } else if (ec) {
+                    co_return false;
+                }
+                if (parser.is_done()) co_return true;
+                if (used > 0 && !pending.empty()) continue;
+            }
+            char chunk[16384];
+            stream.expires_after(std::chrono::seconds(30));
+            const auto n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
+            if (ec) co_return false;
+            pending.append(chunk, n);
+        }
+    }
+
+    net::awaitable<void> serve(net::ip::tcp::socket sock, std::size_t connection_no) {
         auto owned = std::make_shared<beast::tcp_stream>(std::move(sock));
         {
             std::lock_guard lock(mutex);
@@ -93,22 +144,35 @@ struct test_origin::impl {
             connections.push_back(owned);
         }
         auto& stream = *owned;
-        beast::flat_buffer buffer;
+        std::string pending;
         for (;;) {
-            bh::request<bh::string_body> req;
-            error_code ec;
-            stream.expires_after(std::chrono::seconds(30));
-            co_await bh::async_read(stream, buffer, req, net::redirect_error(net::use_awaitable, ec));
-            if (ec) co_return;
+            bh::request_parser<bh::string_body> parser;
             origin_request r;
+            if (!co_await read_request(stream, pending, parser, r.raw)) co_return;
+            auto req = parser.release();
             r.method = std::string(req.method_string());
             r.target = std::string(req.target());
             r.body = req.body();
+            r.connection = connection_no;
+            // Field lines in true arrival order come from the raw head (Beast's field
+            // list groups lines of one name together); the parsed fields that are not
+            // among them are the chunked trailer fields.
+            r.fields = head_lines(r.raw);
+            for (const auto& [name, value] : r.fields) {
+                std::string lower_name = name;
+                for (auto& c : lower_name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                auto& slot = r.headers[lower_name];
+                slot = slot.empty() ? value : slot + ", " + value;
+            }
+            auto unmatched = r.fields;
             for (const auto& f : req) {
-                std::string name(f.name_string());
-                for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                auto& slot = r.headers[name];
-                slot = slot.empty() ? std::string(f.value()) : slot + ", " + std::string(f.value());
+                std::pair<std::string, std::string> line{std::string(f.name_string()), std::string(f.value())};
+                auto it = std::find(unmatched.begin(), unmatched.end(), line);
+                if (it != unmatched.end()) {
+                    unmatched.erase(it);
+                } else {
+                    r.trailers.push_back(std::move(line));
+                }
             }
             handler current;
             {
@@ -119,29 +183,43 @@ struct test_origin::impl {
             const auto n = ++sequence;
             origin_response out = current ? current(r, n)
                                           : origin_response{200, {}, r.method + " " + r.target + " #" + std::to_string(n)};
+            error_code ec;
             if (out.delay.count() > 0) {
                 net::steady_timer t(stream.get_executor(), out.delay);
                 co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
             }
-            if (out.fault != origin_fault::none) {
+            if (out.fault == origin_fault::raw || out.fault == origin_fault::reset_mid_body) {
                 co_await answer_with_fault(stream, out);
                 co_return;
             }
-            bh::response<bh::string_body> res{static_cast<bh::status>(out.status), 11};
-            res.set(bh::field::content_type, "text/plain");
-            for (const auto& [k, v] : out.headers) res.insert(k, v);
-            res.body() = out.body;
-            res.keep_alive(req.keep_alive());
-            if (req.method() == bh::verb::head) {
-                res.content_length(out.body.size());
-                bh::response_serializer<bh::string_body> sr{res};
-                sr.split(true);
-                co_await bh::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
+            if (out.fault == origin_fault::raw_keep_open) {
+                co_await net::async_write(stream, net::buffer(out.body), net::redirect_error(net::use_awaitable, ec));
             } else {
-                res.prepare_payload();
-                co_await bh::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+                bh::response<bh::string_body> res{static_cast<bh::status>(out.status), 11};
+                res.set(bh::field::content_type, "text/plain");
+                for (const auto& [k, v] : out.headers) res.insert(k, v);
+                res.body() = out.body;
+                res.keep_alive(req.keep_alive());
+                if (req.method() == bh::verb::head) {
+                    res.content_length(out.body.size());
+                    bh::response_serializer<bh::string_body> sr{res};
+                    sr.split(true);
+                    co_await bh::async_write_header(stream, sr, net::redirect_error(net::use_awaitable, ec));
+                } else {
+                    res.prepare_payload();
+                    co_await bh::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+                }
             }
-            if (ec || !req.keep_alive()) co_return;
+            if (ec) co_return;
+            if (!out.late_bytes.empty()) {
+                // Bytes that belong to no request, a while after the answer (desync).
+                net::steady_timer t(stream.get_executor(), out.late_delay);
+                co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+                co_await net::async_write(stream, net::buffer(out.late_bytes), net::redirect_error(net::use_awaitable, ec));
+                if (ec) co_return;
+            } else if (!req.keep_alive() && out.fault != origin_fault::raw_keep_open) {
+                co_return;
+            }
         }
     }
 
@@ -151,7 +229,7 @@ struct test_origin::impl {
             auto sock = co_await acceptor.async_accept(net::make_strand(io), net::redirect_error(net::use_awaitable, ec));
             if (ec) co_return;
             auto ex = sock.get_executor();
-            net::co_spawn(ex, serve(std::move(sock)), net::detached);
+            net::co_spawn(ex, serve(std::move(sock), ++connection_count), net::detached);
         }
     }
 };
