@@ -1,5 +1,4 @@
 #include <cachecar/http/message.hpp>
-#include <cachecar/util/ascii.hpp>
 
 #include <string>
 #include <vector>
@@ -13,22 +12,58 @@ std::string_view trim(std::string_view s) {
 }
 
 void for_each_list_item(std::string_view list, const std::function<void(std::string_view)>& f) {
-    while (!list.empty()) {
-        auto comma = list.find(',');
-        auto item = trim(list.substr(0, comma));
+    std::size_t start = 0;
+    bool quoted = false;
+    for (std::size_t i = 0; i <= list.size(); ++i) {
+        if (i < list.size()) {
+            const char c = list[i];
+            if (quoted) {
+                if (c == '\\') {
+                    ++i;  // quoted-pair: the next octet is literal, even '"' or ','
+                } else if (c == '"') {
+                    quoted = false;
+                }
+                continue;
+            }
+            if (c == '"') {
+                quoted = true;
+                continue;
+            }
+            if (c != ',') continue;
+        }
+        auto item = trim(list.substr(start, i - start));
         if (!item.empty()) f(item);
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
+        start = i + 1;
     }
 }
 
-void strip_hop_by_hop(beast::http::fields& fields) {
-    std::vector<std::string> named;
-    auto [first, last] = fields.equal_range(beast::http::field::connection);
-    for (auto it = first; it != last; ++it) {
-        for_each_list_item(it->value(), [&](std::string_view token) { named.emplace_back(token); });
+bool has_directive(std::string_view list, std::string_view directive) {
+    bool found = false;
+    for_each_list_item(list, [&](std::string_view token) {
+        auto name = trim(token.substr(0, token.find('=')));
+        if (util::iequals(name, directive)) found = true;
+    });
+    return found;
+}
+
+void erase_field(beast::http::fields& fields, std::string_view name, bool alias_underscores) {
+    for (auto it = fields.begin(); it != fields.end();) {
+        if (same_field_name(it->name_string(), name, alias_underscores)) {
+            it = fields.erase(it);
+        } else {
+            ++it;
+        }
     }
-    for (const auto& name : named) fields.erase(name);
+}
+
+void strip_hop_by_hop(beast::http::fields& fields, bool alias_underscores) {
+    std::vector<std::string> named;
+    for_each_line(fields, "connection", [&](std::string_view line) {
+        for_each_list_item(line, [&](std::string_view token) {
+            if (!util::iequals(token, "host")) named.emplace_back(token);
+        });
+    });
+    for (const auto& name : named) erase_field(fields, name, alias_underscores);
     for (auto f : {beast::http::field::connection, beast::http::field::keep_alive, beast::http::field::proxy_connection,
                    beast::http::field::te, beast::http::field::trailer, beast::http::field::transfer_encoding,
                    beast::http::field::upgrade}) {
@@ -49,15 +84,6 @@ bool is_idempotent(beast::http::verb method) {
     default:
         return false;
     }
-}
-
-bool has_directive(std::string_view header_value, std::string_view directive) {
-    bool found = false;
-    for_each_list_item(header_value, [&](std::string_view token) {
-        auto name = trim(token.substr(0, token.find('=')));
-        if (util::iequals(name, directive)) found = true;
-    });
-    return found;
 }
 
 split_target split(std::string_view target) {

@@ -32,4 +32,20 @@ constexpr bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
+// Field-name equality: ASCII case-insensitive; with `alias_underscores`, '_' and '-'
+// are one character, as CGI, WSGI, Rack and PHP see them (X_API_KEY and X-API-Key are
+// both HTTP_X_API_KEY to the application).
+constexpr bool same_field_name(std::string_view a, std::string_view b, bool alias_underscores = false) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = ascii_lower(a[i]), y = ascii_lower(b[i]);
+        if (alias_underscores) {
+            if (x == '_') x = '-';
+            if (y == '_') y = '-';
+        }
+        if (x != y) return false;
+    }
+    return true;
+}
+
 }  // namespace cachecar::util
