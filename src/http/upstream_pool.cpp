@@ -1,5 +1,7 @@
 #include <cachecar/http/upstream_pool.hpp>
 
+#include <cachecar/http/request_checks.hpp>
+
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
@@ -66,6 +68,9 @@ std::unique_ptr<beast::tcp_stream> upstream_pool::take_idle() {
 }
 
 void upstream_pool::give_back(std::unique_ptr<beast::tcp_stream> s) {
+    // Bytes that arrived since the answer belong to no request (the backend wrote past
+    // its framing): never hand such a connection to the next request.
+    if (!looks_reusable(*s)) return;
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
     // take_idle() reuses the most recent connection, so after a burst the older ones sit
@@ -87,23 +92,67 @@ std::size_t upstream_pool::idle_count() const {
     return idle_.size();
 }
 
+namespace {
+
+// What a response says about its own framing that Beast 1.81 accepts but a proxy must
+// not (RFC 9112 6.3; nginx answers all of these 502): Content-Length together with
+// Transfer-Encoding, a coding other than a lone "chunked", a status outside 100-599.
+std::string_view response_head_problem(const beast::http::response_header<>& h) {
+    if (h.result_int() < 100 || h.result_int() > 599) return "status outside 100-599";
+    const auto te = line_count(h, "transfer-encoding");
+    if (te > 0 && line_count(h, "content-length") > 0) return "Content-Length with Transfer-Encoding";
+    if (te > 1 || (te == 1 && !util::iequals(trim(*single_value(h, "transfer-encoding")), "chunked")))
+        return "Transfer-Encoding other than chunked";
+    return {};
+}
+
+// Interim responses accepted before the final one; more is a backend stalling us.
+constexpr int max_interim_responses = 8;
+
+}  // namespace
+
 net::awaitable<result<response>> upstream_pool::exchange(beast::tcp_stream& s, const request& req,
                                                           std::chrono::steady_clock::time_point deadline,
-                                                          bool& got_bytes) {
+                                                          bool& got_bytes, bool& reusable) {
     error_code ec;
     s.expires_at(deadline);
     co_await beast::http::async_write(s, req, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return ec == beast::error::timeout ? make_error_code(upstream_error::timeout) : ec;
 
     beast::flat_buffer buffer;
-    // Interim 1xx responses (other than 101, which we never ask for) are skipped.
-    for (;;) {
+    bool interim_seen = false;
+    for (int interim = 0;; ++interim) {
+        // The whole head first, so its raw bytes can be checked: Beast tolerates obs-fold
+        // and bare line ends, which a client behind us would read as more fields.
+        for (;;) {
+            const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+            if (const auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
+                if (!raw_head_problem(seen.substr(0, end + 4)).empty()) co_return make_error_code(upstream_error::bad_response);
+                break;
+            }
+            if (buffer.size() >= max_response_head_bytes) co_return make_error_code(upstream_error::bad_response);
+            const auto n = co_await s.async_read_some(buffer.prepare(std::min<std::size_t>(16384, max_response_head_bytes - buffer.size())),
+                                                      net::redirect_error(net::use_awaitable, ec));
+            buffer.commit(n);
+            if (n > 0) got_bytes = true;
+            if (ec) {
+                if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
+                co_return buffer.size() > 0 ? make_error_code(upstream_error::bad_response) : ec;
+            }
+        }
         beast::http::response_parser<beast::http::string_body> parser;
-        parser.header_limit(64 * 1024);
+        parser.header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
         parser.body_limit(options_.max_response_bytes);
         if (req.method() == beast::http::verb::head) parser.skip(true);
-        co_await beast::http::async_read(s, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (buffer.size() > 0 || parser.got_some()) got_bytes = true;
+        co_await beast::http::async_read_header(s, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (!ec && !response_head_problem(parser.get()).empty()) co_return make_error_code(upstream_error::bad_response);
+        const auto status = parser.get().result_int();
+        if (!ec && status == 101) {
+            // cachecar never asks for an upgrade: the bytes after an unsolicited 101 are
+            // not HTTP, and must never be read as the answer.
+            co_return make_error_code(upstream_error::bad_response);
+        }
+        if (!ec && !parser.is_done()) co_await beast::http::async_read(s, buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
             if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
             // Parse errors and limit breaches mean the backend spoke nonsense (or too
@@ -113,7 +162,17 @@ net::awaitable<result<response>> upstream_pool::exchange(beast::tcp_stream& s, c
             co_return protocol ? make_error_code(upstream_error::bad_response) : ec;
         }
         auto res = parser.release();
-        if (res.result_int() >= 100 && res.result_int() < 200) continue;
+        if (status >= 100 && status < 200) {
+            interim_seen = true;
+            if (interim + 1 > max_interim_responses) co_return make_error_code(upstream_error::bad_response);
+            continue;
+        }
+        // A connection is reused only when nothing can follow this answer that belongs to
+        // no request: bytes past its framing already read, or a body the backend may
+        // still send after a HEAD, 204 or 304 answer, or after interim responses (a
+        // reused connection would take those bytes as the next request's answer).
+        reusable = res.keep_alive() && !res.need_eof() && buffer.size() == 0 && !interim_seen &&
+                   req.method() != beast::http::verb::head && status != 204 && status != 304;
         co_return res;
     }
 }
@@ -135,8 +194,9 @@ net::awaitable<upstream_pool::attempt_outcome> upstream_pool::attempt(beast::tcp
         }
         stream.socket().set_option(net::ip::tcp::no_delay(true), ec);
     }
-    out.res = co_await exchange(stream, req, deadline, out.got_bytes);
-    if (out.res && out.res->keep_alive() && !out.res->need_eof()) {
+    bool reusable = false;
+    out.res = co_await exchange(stream, req, deadline, out.got_bytes, reusable);
+    if (out.res && reusable) {
         stream.expires_never();
         out.reusable = true;
     }

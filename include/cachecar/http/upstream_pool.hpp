@@ -6,6 +6,17 @@
 // closed when a connection comes back to the pool. A reused connection that turns out
 // to be closed before any response byte arrives is replaced by a fresh one, but only
 // for idempotent methods: a POST is never sent twice.
+//
+// Response desync: bytes a backend writes past a response's framing must never become
+// the next request's answer. A connection is not reused after a HEAD, a 204 or 304
+// answer, or interim responses (a body may still follow any of them), nor when bytes
+// past the answer were already read; on give-back and again on take, a connection
+// with unread bytes (or closed) is dropped. What remains, as in nginx: extra bytes
+// that arrive only after the next request has been written on the connection.
+// Responses whose head Beast would accept but a client may read differently (obs-fold,
+// bare CR/LF, control characters, Content-Length with Transfer-Encoding, codings other
+// than chunked, statuses outside 100-599, an unsolicited 101, more than 8 interim
+// responses) fail as bad_response (502).
 #pragma once
 
 #include <cachecar/config/config.hpp>
@@ -65,7 +76,9 @@ private:
     std::unique_ptr<beast::tcp_stream> take_idle();
     void give_back(std::unique_ptr<beast::tcp_stream> s);
     net::awaitable<result<response>> exchange(beast::tcp_stream& s, const request& req,
-                                              std::chrono::steady_clock::time_point deadline, bool& got_bytes);
+                                              std::chrono::steady_clock::time_point deadline, bool& got_bytes,
+                                              bool& reusable);
+    static constexpr std::size_t max_response_head_bytes = 64 * 1024;
 
     net::any_io_executor executor_;
     upstream_options options_;
