@@ -1,4 +1,5 @@
 #include <cachecar/admin/admin_api.hpp>
+#include <cachecar/util/ascii.hpp>
 #include <cachecar/logging.hpp>
 
 #include <boost/json.hpp>
@@ -77,10 +78,12 @@ void admin_api::on_rejected(unsigned status) {
 bool admin_api::authorized(const http::request& req) const {
     const auto& token = snapshots_.load()->cfg.server.admin_token;
     if (token.empty()) return true;
-    auto auth = req[bh::field::authorization];
-    constexpr std::string_view scheme = "Bearer ";
-    if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme) return false;
-    return constant_time_equal(auth.substr(scheme.size()), token);
+    // One Authorization line only: with two, which one counts would be a guess.
+    const auto auth = http::single_value(req.base(), "authorization");
+    if (!auth) return false;
+    constexpr std::string_view scheme = "Bearer ";  // auth-scheme is case-insensitive (RFC 9110 11.1)
+    if (auth->size() <= scheme.size() || !util::iequals(auth->substr(0, scheme.size()), scheme)) return false;
+    return constant_time_equal(http::trim(auth->substr(scheme.size())), token);
 }
 
 std::string admin_api::health_json(bool& degraded) const {

@@ -4,6 +4,7 @@
 #include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/config/config.hpp>
 #include <cachecar/route/pattern.hpp>
+#include <cachecar/util/address.hpp>
 
 #include "env_expand.hpp"
 
@@ -78,7 +79,9 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& schema() {
     static const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> sections{
         {"", {"server", "limits", "tiers", "routes", "invalidate", "logging"}},
-        {"server", {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads"}},
+        {"server",
+         {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads", "trusted_proxies", "upstream_host",
+          "underscores_in_headers", "method_override"}},
         {"limits",
          {"max_header_bytes", "max_body_bytes", "max_object_bytes", "upstream_timeout", "client_idle_timeout",
           "drain_timeout", "max_connections"}},
@@ -88,7 +91,8 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& s
         {"tiers.mongo", {"uri", "database", "collection", "timeout"}},
         {"routes[]",
          {"name", "match", "tiers", "ttl", "key", "categories", "shared", "status", "stale_if_error",
-          "stale_while_revalidate", "ttl_from_origin", "credential_headers", "strip_headers"}},
+          "stale_while_revalidate", "ttl_from_origin", "credential_headers", "strip_headers", "ignore_query",
+          "store_authenticated"}},
         {"invalidate[]", {"match", "purge"}},
         {"logging", {"level", "access_log", "levels"}},
         {"logging.levels", {"cachecar", "proxy", "admin", "redis", "mongo", "access"}},
@@ -446,6 +450,28 @@ private:
         }
     }
 
+    // A list of query parameter names as written (decoded form, case-sensitive); a
+    // final '*' matches every name with that prefix.
+    void read_query_names(const item& it, std::vector<std::string>& out) {
+        auto items = sequence(it);
+        if (!items) return;
+        out.clear();
+        for (const auto& q : *items) {
+            auto s = scalar(q);
+            if (!s) continue;
+            const auto star = s->find('*');
+            const bool bad_chars = std::any_of(s->begin(), s->end(), [](char c) {
+                return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '&' || c == '=' || c == '#';
+            });
+            if (s->empty() || *s == "*" || bad_chars || (star != std::string::npos && star + 1 != s->size())) {
+                error(q, "bad query parameter name " + quoted(*s) +
+                             " (a name, or a prefix ending in '*' such as \"utm_*\"; not \"*\" alone)");
+                continue;
+            }
+            if (std::find(out.begin(), out.end(), *s) == out.end()) out.push_back(*s);
+        }
+    }
+
     // ---- sections -------------------------------------------------------------
 
     void parse_document(std::string_view text, config& cfg) {
@@ -584,6 +610,32 @@ private:
                 read_string(v, s.admin_token);
             } else if (e.key == "threads") {
                 read_uint(v, s.threads, 0, 1024);
+            } else if (e.key == "trusted_proxies") {
+                auto items = sequence(v);
+                if (!items) continue;
+                s.trusted_proxies.clear();
+                for (const auto& p : *items) {
+                    auto text = scalar(p);
+                    if (!text) continue;
+                    if (!util::parse_ip_prefix(*text)) {
+                        error(p, "bad address or prefix " + quoted(*text) +
+                                     " (expected an IP address or network, e.g. 10.0.0.0/8 or ::1; host bits must be 0)");
+                        continue;
+                    }
+                    s.trusted_proxies.push_back(*text);
+                }
+            } else if (e.key == "upstream_host") {
+                auto text = scalar(v);
+                if (!text) continue;
+                if (!text->empty() && !util::valid_authority(*text)) {
+                    error(v, "bad upstream_host " + quoted(*text) + " (expected host or host:port, as a Host field)");
+                    continue;
+                }
+                s.upstream_host = *text;
+            } else if (e.key == "underscores_in_headers") {
+                read_bool(v, s.underscores_in_headers);
+            } else if (e.key == "method_override") {
+                read_bool(v, s.method_override);
             }
         }
     }
@@ -719,6 +771,7 @@ private:
             rc.where = where(r);
             auto es = entries(r, section("routes[]"), r.path);
             std::optional<route::method_and_pattern> match;
+            const item* shared_needed = nullptr;  // where store_authenticated was set
             for (const auto& e : es) {
                 if (e.key != "match") continue;
                 match = read_match(e.value);
@@ -793,8 +846,15 @@ private:
                     read_headers(v, rc.credential_headers);
                 } else if (e.key == "strip_headers") {
                     read_headers(v, rc.strip_headers);
+                } else if (e.key == "ignore_query") {
+                    read_query_names(v, rc.ignore_query);
+                } else if (e.key == "store_authenticated") {
+                    read_bool(v, rc.store_authenticated);
+                    shared_needed = &v;
                 }
             }
+            if (shared_needed != nullptr && rc.store_authenticated && !rc.shared)
+                error(*shared_needed, "store_authenticated only applies to a route with shared: true");
             cfg.routes.push_back(std::move(rc));
         }
     }

@@ -61,42 +61,47 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
 }
 
 std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields) {
-    const auto cc = fields[beast::http::field::cache_control];
+    const auto cc = list_value(fields, "cache-control");
     std::optional<std::chrono::seconds> lifetime = directive_seconds(cc, "s-maxage");
     if (!lifetime) lifetime = directive_seconds(cc, "max-age");
-    if (!lifetime) {
-        auto expires = fields[beast::http::field::expires];
-        if (!expires.empty()) {
-            auto e = parse_http_date(expires);
-            auto d = parse_http_date(fields[beast::http::field::date]);
-            const auto base = d ? *d : std::chrono::system_clock::now();
-            // An invalid Expires (e.g. "0") means already expired (RFC 9111 5.3).
-            lifetime = e && *e > base ? std::chrono::duration_cast<std::chrono::seconds>(*e - base)
-                                      : std::chrono::seconds(0);
+    if (!lifetime && line_count(fields, "expires") > 0) {
+        // Expires and Date are singletons: on several lines they are invalid, and an
+        // invalid Expires (e.g. "0") means already expired (RFC 9111 5.3).
+        const auto expires = single_value(fields, "expires");
+        const auto date = single_value(fields, "date");
+        auto base = std::chrono::system_clock::now();
+        if (date) {
+            if (auto d = parse_http_date(*date)) base = *d;
+        }
+        lifetime = std::chrono::seconds(0);
+        if (expires) {
+            if (auto e = parse_http_date(*expires); e && *e > base)
+                lifetime = std::chrono::duration_cast<std::chrono::seconds>(*e - base);
         }
     }
     if (!lifetime) return std::nullopt;
-    const auto age = fields[beast::http::field::age];
     long long a = 0;
-    if (!age.empty()) {
-        auto [p, ec] = std::from_chars(age.data(), age.data() + age.size(), a);
-        if (ec != std::errc{}) a = 0;
+    if (const auto age = single_value(fields, "age")) {
+        auto [p, ec] = std::from_chars(age->data(), age->data() + age->size(), a);
+        if (ec != std::errc{} || p != age->data() + age->size() || a < 0) a = 0;
     }
     return std::max(std::chrono::seconds(0), *lifetime - std::chrono::seconds(a));
 }
 
 bool not_modified(const request& req, std::string_view etag, std::string_view last_modified) {
-    const auto inm = req[beast::http::field::if_none_match];
-    if (!inm.empty()) {
-        if (trim(inm) == "*") return true;
-        if (etag.empty()) return false;
+    if (line_count(req.base(), "if-none-match") > 0) {
+        // A list, on any number of lines (RFC 9110 13.1.2).
+        const auto inm = list_value(req.base(), "if-none-match");
         bool match = false;
-        for_each_item(inm, [&](std::string_view tag) { match = match || opaque(tag) == opaque(etag); });
+        for_each_item(inm, [&](std::string_view tag) {
+            match = match || tag == "*" || (!etag.empty() && opaque(tag) == opaque(etag));
+        });
         return match;  // If-Modified-Since is ignored when If-None-Match is present
     }
-    const auto ims = req[beast::http::field::if_modified_since];
-    if (ims.empty() || last_modified.empty()) return false;
-    auto since = parse_http_date(ims);
+    // A singleton date: repeated, it is invalid and ignored (RFC 9110 13.1.3).
+    const auto ims = single_value(req.base(), "if-modified-since");
+    if (!ims || last_modified.empty()) return false;
+    auto since = parse_http_date(*ims);
     auto modified = parse_http_date(last_modified);
     return since && modified && *modified <= *since;
 }
@@ -110,33 +115,22 @@ std::vector<std::string> vary_names(std::string_view vary) {
     return out;
 }
 
-std::string variant_fingerprint(const std::vector<std::string>& names, const request& req) {
+std::string variant_fingerprint(const std::vector<std::string>& names, const request& req, bool alias_underscores) {
     std::string in;
     for (const auto& name : names) {
         in.append(std::to_string(name.size())).append(":").append(name);
-        std::string joined;
-        bool present = false;
-        auto [first, last] = req.equal_range(name);
-        for (auto it = first; it != last; ++it) {
-            if (present) joined += ", ";
-            joined += std::string(it->value());
-            present = true;
-        }
-        // Appended piecewise: GCC 12 -O3 misreports "+" + std::string&& (-Wstringop-overflow).
-        if (present) {
-            in.append("+").append(std::to_string(joined.size())).append(":").append(joined);
-        } else {
-            in.append("-");
-        }
+        // Line by line: the backend that varied on the field may read only its first line.
+        std::size_t lines = 0;
+        for_each_line(
+            req.base(), name,
+            [&](std::string_view v) {
+                ++lines;
+                in.append("+").append(std::to_string(v.size())).append(":").append(v);
+            },
+            alias_underscores);
+        if (lines == 0) in.append("-");
     }
     return route::sha256_hex(in);
-}
-
-const std::vector<std::string>& default_unkeyed_headers() {
-    static const std::vector<std::string> names{
-        "x-forwarded-host", "x-forwarded-server", "x-host",         "x-original-url", "x-rewrite-url",
-        "x-original-host",  "x-http-method-override", "x-http-method", "x-method-override"};
-    return names;
 }
 
 }  // namespace cachecar::http

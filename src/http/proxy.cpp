@@ -1,6 +1,7 @@
 #include <cachecar/http/proxy.hpp>
 
 #include <cachecar/http/cache_rules.hpp>
+#include <cachecar/http/forwarding.hpp>
 #include <cachecar/http/routing.hpp>
 #include <cachecar/route/key_builder.hpp>
 #include <cachecar/util/ascii.hpp>
@@ -20,7 +21,7 @@ namespace bh = beast::http;
 using cache::clock;
 
 snapshot::snapshot(config::config c, stats::registry& metrics, std::shared_ptr<upstream_pool> pool)
-    : cfg(std::move(c)), routes(cfg), upstream(std::move(pool)) {
+    : cfg(std::move(c)), routes(cfg), forwarding(forwarding_policy::from(cfg.server)), upstream(std::move(pool)) {
     for (const auto& r : routes.routes()) route_stats.push_back(&metrics.route(r.cfg.name));
     for (const auto& inv : routes.invalidations()) {
         invalidation_stats.push_back(&metrics.route("invalidate:" + inv.cfg.method + " " + inv.cfg.path_pattern));
@@ -36,55 +37,19 @@ std::string iso_now() {
     return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms);
 }
 
-// The request as the backend gets it: same method, target and body; hop-by-hop
-// headers dropped; X-Forwarded-For and Via added.
-request make_upstream_request(const request& in, const connection_info& conn, const route::compiled_route* route) {
-    request out{in.method(), in.target(), 11};
-    if (in.method() == bh::verb::unknown) out.method_string(in.method_string());
-    for (const auto& f : in) {
-        if (f.name() == bh::field::unknown) {
-            out.insert(f.name_string(), f.value());
-        } else {
-            out.insert(f.name(), f.value());
-        }
-    }
-    strip_hop_by_hop(out.base());
-    out.erase(bh::field::content_length);
-    if (route != nullptr) {
-        for (const auto& name : route->cfg.strip_headers) out.erase(name);
-        // Unkeyed input (cache poisoning): headers backends commonly reflect are not
-        // forwarded unless the route's key includes them.
-        for (const auto& name : default_unkeyed_headers()) {
-            const bool keyed = std::any_of(route->key_fields.begin(), route->key_fields.end(), [&](const auto& f) {
-                return f.from == route::source::header && f.text == name;
-            });
-            if (!keyed) out.erase(name);
-        }
-        // Ask for the full response so it can be stored; cachecar answers the
-        // client's validators itself (304) from what it stores.
-        out.erase(bh::field::if_none_match);
-        out.erase(bh::field::if_modified_since);
-    }
-    if (!conn.client_address.empty()) {
-        auto prior = in["X-Forwarded-For"];
-        out.set("X-Forwarded-For",
-                prior.empty() ? conn.client_address : std::string(prior) + ", " + conn.client_address);
-    }
-    auto via = in[bh::field::via];
-    out.set(bh::field::via, via.empty() ? std::string("1.1 cachecar") : std::string(via) + ", 1.1 cachecar");
-    out.body() = in.body();
-    out.keep_alive(true);
-    if (!out.body().empty() || in.has_content_length() || in.chunked()) out.prepare_payload();
-    return out;
-}
-
-// The upstream response as the client gets it.
+// The upstream response as the client gets it. A HEAD may have been answered by a
+// GET (cacheable routes ask for the whole response): its head, without the body.
 response client_response(const response& upstream, const request& req, std::string_view x_cache) {
     response out = upstream;
     strip_hop_by_hop(out.base());
     out.set(bh::field::via, "1.1 cachecar");
     if (!x_cache.empty()) out.set("X-Cache", x_cache);
-    if (req.method() != bh::verb::head) out.prepare_payload();
+    if (req.method() != bh::verb::head) {
+        out.prepare_payload();
+    } else if (!out.body().empty()) {
+        out.content_length(out.body().size());
+        out.body().clear();
+    }
     out.version(11);
     return out;
 }
@@ -104,17 +69,23 @@ unsigned status_for(const error_code& ec) {
     return ec == make_error_code(upstream_error::timeout) ? 504 : 502;
 }
 
-std::string_view not_storable_reason(const route::compiled_route& route, const request& req, const response& res,
+// Why a cacheable route's response may not be stored, or "" when it may.
+// `credentialed`: the request carried a credential (Authorization, Cookie, ...).
+std::string_view not_storable_reason(const route::compiled_route& route, bool credentialed, const response& res,
                                      std::size_t max_object_bytes) {
-    if (req.method() == bh::verb::head) return "head";
     const auto status = res.result_int();
     if (std::find(route.cfg.status.begin(), route.cfg.status.end(), status) == route.cfg.status.end()) return "status";
-    if (res.count(bh::field::set_cookie) > 0) return "set_cookie";
-    auto cc = res[bh::field::cache_control];
+    if (line_count(res.base(), "set-cookie") > 0) return "set_cookie";
+    const auto cc = list_value(res.base(), "cache-control");
     if (has_directive(cc, "no-store")) return "no_store";
     if (has_directive(cc, "private")) return "private";
     // Vary: * says no stored response can ever be chosen for another request.
-    if (vary_names(res[bh::field::vary]) == std::vector<std::string>{"*"}) return "vary_star";
+    if (vary_names(list_value(res.base(), "vary")) == std::vector<std::string>{"*"}) return "vary_star";
+    // RFC 9111 3.5: a shared cache stores the answer to a request with credentials only
+    // when the origin says so; on a `shared` route every user would get it.
+    if (route.cfg.shared && credentialed && !route.cfg.store_authenticated && !has_directive(cc, "public") &&
+        !has_directive(cc, "s-maxage") && !has_directive(cc, "must-revalidate"))
+        return "authenticated";
     if (res.body().size() > max_object_bytes) return "too_large";
     // Stored fields are replayed verbatim on hits; one that could not be written back
     // safely (a control character the parser let through) keeps the response out.
@@ -148,15 +119,25 @@ stale_windows windows_for(const route::compiled_route& route, std::string_view c
 // headers that select the variant; the variants live at derived keys.
 bool is_vary_marker(const cache::entry& e) { return e.status == 0; }
 
-std::string variant_key(const std::string& base, const std::vector<std::string>& names, const request& req) {
-    return base + "#v:" + variant_fingerprint(names, req);
+std::string variant_key(const std::string& base, const std::vector<std::string>& names, const request& req,
+                        bool alias_underscores) {
+    return base + "#v:" + variant_fingerprint(names, req, alias_underscores);
 }
 
 cache::entry_ptr make_entry(const response& res, const route::compiled_route& route,
                             std::vector<cache::category_stamp> stamps) {
     auto e = std::make_shared<cache::entry>();
     e->status = res.result_int();
+    // Fields the backend names in Connection are for this hop only (RFC 9110 7.6.1):
+    // never stored, so never replayed on a hit.
+    std::vector<std::string> hop_named;
+    for_each_line(res.base(), "connection", [&](std::string_view line) {
+        for_each_list_item(line, [&](std::string_view name) { hop_named.emplace_back(name); });
+    });
     for (const auto& f : res) {
+        if (std::any_of(hop_named.begin(), hop_named.end(),
+                        [&](const std::string& n) { return same_field_name(n, f.name_string()); }))
+            continue;
         switch (f.name()) {
         case bh::field::connection:
         case bh::field::keep_alive:
@@ -181,7 +162,7 @@ cache::entry_ptr make_entry(const response& res, const route::compiled_route& ro
         if (auto lifetime = origin_freshness(res.base())) ttl = *lifetime;
     }
     e->expires_at = e->stored_at + ttl;
-    const auto w = windows_for(route, res[bh::field::cache_control]);
+    const auto w = windows_for(route, list_value(res.base(), "cache-control"));
     e->retain_until = e->expires_at + std::max(w.if_error, w.while_revalidate);
     e->stamps = std::move(stamps);
     return e;
@@ -206,8 +187,7 @@ reply not_modified_reply(const cache::entry& e, std::string_view x_cache, std::s
     reply r;
     r.message = response{bh::status::not_modified, 11};
     for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
-        auto v = e.headers.find(name);
-        if (!v.empty()) r.message.set(name, v);
+        for_each_line(e.headers, name, [&](std::string_view v) { r.message.insert(name, v); });
     }
     r.message.set("X-Cache", x_cache);
     if (!tier.empty()) {
@@ -284,13 +264,16 @@ void proxy::on_complete(const request& req, const reply& r, const connection_inf
 net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
     // Hold the snapshot for the whole request: a reload swaps in a new one for later requests.
     snapshot_ptr snap = snapshots_.load();
-    const auto decision = decide_route(snap->routes, req);
+    const auto& policy = snap->forwarding;
+    const auto decision = decide_route(snap->routes, req, overridden_method(req, policy));
+    // From here on `req` is the request the backend receives; the key is read from it.
+    prepare_forwarded_request(req, policy, conn.client_address, decision.cacheable ? decision.cacheable.target : nullptr);
 
     reply r;
     if (decision.invalidation) {
-        r = co_await serve_write(req, conn, *snap, decision.invalidation);
+        r = co_await serve_write(req, conn, *snap, decision);
     } else if (decision.cacheable) {
-        r = co_await serve_cacheable(req, conn, snap, decision.cacheable);
+        r = co_await serve_cacheable(req, conn, snap, decision.cacheable, decision.bypass);
     } else {
         r = co_await serve_pass_through(req, conn, *snap);
     }
@@ -300,16 +283,19 @@ net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
     co_return r;
 }
 
-net::awaitable<fetched> proxy::fetch(const request& req, const connection_info& conn, const snapshot& snap,
+net::awaitable<fetched> proxy::fetch(const request& req, const connection_info&, const snapshot& snap,
                                      const route::compiled_route* route) {
     fetched out;
     const auto t0 = std::chrono::steady_clock::now();
-    out.upstream = co_await snap.upstream->send(make_upstream_request(req, conn, route));
+    // A cacheable route asks for the whole response even for a HEAD, so it can be
+    // stored and answer later GETs (nginx's proxy_cache_convert_head).
+    out.upstream = co_await snap.upstream->send(make_upstream_request(req, route != nullptr, route != nullptr));
     out.upstream_seconds = seconds_since(t0);
     metrics_.upstream_seconds().observe(out.upstream_seconds);
     if (!out.upstream) {
         auto kind = out.upstream.error() == make_error_code(upstream_error::timeout)          ? "timeout"
                     : out.upstream.error() == make_error_code(upstream_error::connect_failed) ? "connect"
+                    : out.upstream.error() == make_error_code(upstream_error::bad_response)   ? "bad_response"
                                                                                               : "io";
         metrics_.get("cachecar_upstream_errors_total", {{"route", "*"}, {"kind", kind}})++;
         if (auto held_back = upstream_error_log_.admit()) {
@@ -336,8 +322,8 @@ net::awaitable<reply> proxy::serve_pass_through(request& req, const connection_i
 }
 
 net::awaitable<reply> proxy::serve_write(request& req, const connection_info& conn, const snapshot& snap,
-                                         const route::match_result<route::compiled_invalidation>& m) {
-    const auto& inv = *m.target;
+                                         const route_decision& decision) {
+    const auto& inv = *decision.invalidation.target;
     auto& counters = *snap.invalidation_stats[inv.index];
     auto f = co_await fetch(req, conn, snap, nullptr);
     reply r;
@@ -351,10 +337,17 @@ net::awaitable<reply> proxy::serve_write(request& req, const connection_info& co
     const auto status = f.upstream->result_int();
     if (status >= 200 && status < 300) {
         // Purge before the client sees the response: once it has the answer to its
-        // write, no read may return what was cached before it.
-        const auto headers = header_views(req);
-        const auto view = make_request_view(req, headers, m.params);
-        auto categories = route::expand_categories(inv.purges, view);
+        // write, no read may return what was cached before it. A path the backend may
+        // read another way purges for both readings.
+        const bool alias = snap.cfg.server.underscores_in_headers;
+        std::vector<std::string> categories;
+        for (const auto* m : {&decision.invalidation, &decision.invalidation_resolved}) {
+            if (!*m) continue;
+            const keyed_request keyed(req, m->params, alias);
+            for (auto& c : route::expand_categories(m->target->purges, keyed.view())) {
+                if (std::find(categories.begin(), categories.end(), c) == categories.end()) categories.push_back(std::move(c));
+            }
+        }
         auto bumped = co_await tiers_.generations().bump(categories);
         if (bumped) {
             *counters.purges += categories.size();
@@ -374,16 +367,47 @@ net::awaitable<reply> proxy::serve_write(request& req, const connection_info& co
     co_return r;
 }
 
+// Why a request on a cacheable route must neither be served from nor stored in the
+// cache, or "": each is a part of the forwarded request the backend may read but the
+// key does not hold.
+std::string_view proxy::bypass_reason(const request& req, const route::compiled_route& route,
+                                      std::string_view routing_bypass) {
+    if (!routing_bypass.empty()) return routing_bypass;
+    // A client that forbids storing gets a straight forward, and nothing is kept.
+    if (has_directive(list_value(req.base(), "cache-control"), "no-store")) return "no_store";
+    // A body the key does not read (a GET body, as Elasticsearch-style APIs send) is
+    // still forwarded, so the answer is for this body alone.
+    if (!req.body().empty() && std::none_of(route.key_fields.begin(), route.key_fields.end(), [](const auto& f) {
+            return f.from == route::source::body;
+        }))
+        return "body";
+    if (!route.default_key && route::unkeyed_query_parameter(route, split(req.target()).query)) return "unkeyed_query";
+    return {};
+}
+
+void proxy::store_fetched(const snapshot& snap, const route::compiled_route& route, const std::string& key,
+                          const request& req, const cache::entry_ptr& e, const std::vector<std::string>& vary) {
+    if (vary.empty()) {
+        tiers_.store(route.cfg.tiers, key, e);
+    } else {
+        // The marker tells later lookups which headers pick the variant.
+        tiers_.store(route.cfg.tiers, key, make_vary_marker(*e, vary));
+        tiers_.store(route.cfg.tiers, variant_key(key, vary, req, snap.cfg.server.underscores_in_headers), e);
+    }
+}
+
 net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info& conn, snapshot_ptr snap_ptr,
-                                             const route::match_result<route::compiled_route>& m) {
+                                             const route::match_result<route::compiled_route>& m,
+                                             std::string_view routing_bypass) {
     const snapshot& snap = *snap_ptr;
     const auto& route = *m.target;
     auto& counters = *snap.route_stats[route.index];
     auto count = [&](stats::request_result res) { ++*counters.requests[static_cast<std::size_t>(res)]; };
 
-    // A client that forbids storing gets a straight forward, and nothing is kept.
-    if (has_directive(req[bh::field::cache_control], "no-store")) {
-        auto f = co_await fetch(req, conn, snap, &route);
+    if (const auto why = bypass_reason(req, route, routing_bypass); !why.empty()) {
+        metrics_.get("cachecar_bypass_total", {{"route", route.cfg.name}, {"reason", std::string(why)}})++;
+        // Forwarded as the client sent it (a HEAD stays a HEAD): nothing is stored.
+        auto f = co_await fetch(req, conn, snap, nullptr);
         count(stats::request_result::bypass);
         reply r = f.upstream ? reply{} : error_reply(status_for(f.upstream.error()), f.upstream.error().message(), "BYPASS");
         if (f.upstream) r.message = client_response(*f.upstream, req, "BYPASS");
@@ -391,9 +415,11 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         co_return r;
     }
 
-    const auto headers = header_views(req);
-    const auto view = make_request_view(req, headers, m.params);
+    const bool alias = snap.cfg.server.underscores_in_headers;
+    const keyed_request keyed(req, m.params, alias);
+    const auto& view = keyed.view();
     const std::string key = route::request_key(snap.cfg.server.key_namespace, route, view);
+    const bool credentialed = !route::credential_fingerprint(route, view).empty();
     const bool head = req.method() == bh::verb::head;
 
     // The categories a fill would be stamped with. A route with a shared tier needs
@@ -413,7 +439,7 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     auto found = co_await tiers_.lookup(route.cfg.tiers, key, lookup_categories);
     std::string variant_entry_key;  // set when a Vary marker leads to this request's variant
     if (auto marker = found.fresh ? found.fresh : found.expired; marker && is_vary_marker(*marker)) {
-        variant_entry_key = variant_key(key, vary_names(marker->headers.find("Vary")), req);
+        variant_entry_key = variant_key(key, vary_names(list_value(marker->headers, "vary")), req, alias);
         auto variant = co_await tiers_.lookup(route.cfg.tiers, variant_entry_key, lookup_categories);
         found = std::move(variant);
     }
@@ -425,7 +451,8 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         count(result);
         const auto tier_name = config::to_string(tier);
         reply r;
-        if (not_modified(req, e->headers.find("ETag"), e->headers.find("Last-Modified"))) {
+        if (not_modified(req, single_value(e->headers, "etag").value_or(""),
+                         single_value(e->headers, "last-modified").value_or(""))) {
             r = not_modified_reply(*e, x_cache, tier_name);
         } else {
             r.hit = e;
@@ -444,9 +471,9 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
 
     // stale-while-revalidate: answer from the expired entry now, refresh behind it.
     if (found.expired && !is_vary_marker(*found.expired)) {
-        const auto w = windows_for(route, found.expired->headers.find("Cache-Control"));
+        const auto w = windows_for(route, list_value(found.expired->headers, "cache-control"));
         if (clock::now() < found.expired->expires_at + w.while_revalidate) {
-            start_refresh(req, conn, snap_ptr, &route, key, entry_key, categories);
+            start_refresh(req, conn, snap_ptr, &route, key, entry_key, categories, credentialed);
             metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "revalidate"}})++;
             co_return from_entry(found.expired, "STALE", found.expired_from, stats::request_result::stale, -1);
         }
@@ -469,24 +496,18 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
             flight_key += std::to_string(g);
         }
     }
-    const bool may_store = generations.has_value() && !head;
+    const bool may_store = generations.has_value();
     const auto limits = snap.cfg.limits;
     auto do_fetch = [&]() -> net::awaitable<std::shared_ptr<const fetched>> {
         fetched result_of_fetch = co_await fetch(req, conn, snap, &route);  // named: see coalescer.hpp
         auto f = std::make_shared<fetched>(std::move(result_of_fetch));
         if (f->upstream && may_store) {
-            auto reason = not_storable_reason(route, req, *f->upstream, limits.max_object_bytes);
+            auto reason = not_storable_reason(route, credentialed, *f->upstream, limits.max_object_bytes);
             if (reason.empty()) {
                 f->stored = make_entry(*f->upstream, route, cache::make_stamps(categories, *generations));
-                f->vary = vary_names((*f->upstream)[bh::field::vary]);
-                if (f->vary.empty()) {
-                    tiers_.store(route.cfg.tiers, key, f->stored);
-                } else {
-                    // The marker tells later lookups which headers pick the variant.
-                    f->variant = variant_fingerprint(f->vary, req);
-                    tiers_.store(route.cfg.tiers, key, make_vary_marker(*f->stored, f->vary));
-                    tiers_.store(route.cfg.tiers, variant_key(key, f->vary, req), f->stored);
-                }
+                f->vary = vary_names(list_value(f->upstream->base(), "vary"));
+                if (!f->vary.empty()) f->variant = variant_fingerprint(f->vary, req, alias);
+                store_fetched(snap, route, key, req, f->stored, f->vary);
                 ++*counters.stores;
             } else {
                 metrics_.get("cachecar_not_stored_total", {{"route", route.cfg.name}, {"reason", std::string(reason)}})++;
@@ -495,29 +516,23 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         co_return f;
     };
 
-    std::shared_ptr<const fetched> f;
-    bool led = true;
-    if (head) {
-        f = co_await do_fetch();  // a HEAD answer cannot stand in for a GET: never shared
-    } else {
-        // Shared: upstream failures, and stored responses of this request's variant.
-        // A response that may not be stored (Set-Cookie, private) is for its own
-        // requester alone.
-        auto outcome = co_await coalescer_.run(
-            flight_key, std::chrono::steady_clock::now() + limits.upstream_timeout, do_fetch,
-            [&req](const fetched& x) {
-                if (!x.upstream) return true;
-                if (!x.stored) return false;
-                return x.vary.empty() || variant_fingerprint(x.vary, req) == x.variant;
-            });
-        f = std::move(outcome.value);
-        led = outcome.led;
-    }
+    // Shared: upstream failures, and stored responses of this request's variant. A
+    // response that may not be stored (Set-Cookie, private) is for its own requester
+    // alone. A HEAD joins a GET's flight (both ask the backend the same GET).
+    auto outcome = co_await coalescer_.run(
+        flight_key, std::chrono::steady_clock::now() + limits.upstream_timeout, do_fetch,
+        [&req, alias](const fetched& x) {
+            if (!x.upstream) return true;
+            if (!x.stored) return false;
+            return x.vary.empty() || variant_fingerprint(x.vary, req, alias) == x.variant;
+        });
+    std::shared_ptr<const fetched> f = std::move(outcome.value);
+    const bool led = outcome.led;
     if (!led) metrics_.get("cachecar_coalesced_total", {{"route", route.cfg.name}})++;
 
     const bool upstream_failed = !f->upstream || f->upstream->result_int() >= 500;
     if (upstream_failed && found.expired && !is_vary_marker(*found.expired)) {
-        const auto w = windows_for(route, found.expired->headers.find("Cache-Control"));
+        const auto w = windows_for(route, list_value(found.expired->headers, "cache-control"));
         if (clock::now() < found.expired->expires_at + w.if_error) {
             metrics_.get("cachecar_stale_served_total", {{"route", route.cfg.name}, {"why", "error"}})++;
             co_return from_entry(found.expired, "STALE", found.expired_from, stats::request_result::stale,
@@ -534,7 +549,8 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     count(stats::request_result::miss);
     reply r;
     const auto& res = *f->upstream;
-    if (res.result_int() == 200 && not_modified(req, res[bh::field::etag], res[bh::field::last_modified])) {
+    if (res.result_int() == 200 && not_modified(req, single_value(res.base(), "etag").value_or(""),
+                                                single_value(res.base(), "last-modified").value_or(""))) {
         // The validators were not forwarded (so the response could be stored); answer them here.
         cache::entry probe;
         for (const auto& h : res) {
@@ -550,7 +566,7 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
 
 void proxy::start_refresh(const request& req, const connection_info& conn, snapshot_ptr snap,
                           const route::compiled_route* route, std::string key, std::string entry_key,
-                          std::vector<std::string> categories) {
+                          std::vector<std::string> categories, bool credentialed) {
     {
         std::lock_guard lock(refreshing_->mutex);
         if (!refreshing_->keys.insert(entry_key).second) return;  // one refresh per key
@@ -559,7 +575,7 @@ void proxy::start_refresh(const request& req, const connection_info& conn, snaps
     net::co_spawn(
         net::make_strand(snap->upstream->executor()),
         [this, req, conn, snap, route, key = std::move(key), entry_key = std::move(entry_key),
-         categories = std::move(categories), refreshing = refreshing_]() -> net::awaitable<void> {
+         categories = std::move(categories), credentialed, refreshing = refreshing_]() -> net::awaitable<void> {
             // Touches only the shared key set: the frame may be destroyed after the
             // proxy, when the I/O context is torn down.
             struct done_guard {
@@ -574,16 +590,10 @@ void proxy::start_refresh(const request& req, const connection_info& conn, snaps
             if (!generations) co_return;
             fetched f = co_await fetch(req, conn, *snap, route);
             if (!f.upstream) co_return;
-            auto reason = not_storable_reason(*route, req, *f.upstream, snap->cfg.limits.max_object_bytes);
+            auto reason = not_storable_reason(*route, credentialed, *f.upstream, snap->cfg.limits.max_object_bytes);
             if (!reason.empty()) co_return;
             auto e = make_entry(*f.upstream, *route, cache::make_stamps(categories, *generations));
-            auto names = vary_names((*f.upstream)[bh::field::vary]);
-            if (names.empty()) {
-                tiers_.store(route->cfg.tiers, key, e);
-            } else {
-                tiers_.store(route->cfg.tiers, key, make_vary_marker(*e, names));
-                tiers_.store(route->cfg.tiers, variant_key(key, names, req), e);
-            }
+            store_fetched(*snap, *route, key, req, e, vary_names(list_value(f.upstream->base(), "vary")));
             metrics_.get("cachecar_revalidations_total", {{"route", route->cfg.name}})++;
         },
         net::detached);

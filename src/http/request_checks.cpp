@@ -1,5 +1,6 @@
 #include <cachecar/http/request_checks.hpp>
 
+#include <cachecar/util/address.hpp>
 #include <cachecar/util/ascii.hpp>
 
 #include <algorithm>
@@ -46,17 +47,45 @@ unsigned rejection_status(const error_code& ec, bool reading_head) {
     return 0;
 }
 
-bool acceptable_framing(const bh::request_header<>& h) {
-    const auto te_count = h.count(bh::field::transfer_encoding);
-    const auto cl_count = h.count(bh::field::content_length);
-    if (te_count > 0 && cl_count > 0) return false;  // RFC 9112 6.3: the classic smuggling pair
-    if (cl_count > 1 || te_count > 1) return false;
+bool adopt_absolute_form(bh::request_header<>& h) {
+    const std::string_view target = h.target();
+    if (target.empty() || target.front() == '/' || target == "*") return true;  // origin- or asterisk-form
+    if (h.method() == bh::verb::connect) return true;  // authority-form belongs to CONNECT
+    const auto scheme_end = target.find("://");
+    if (scheme_end == std::string_view::npos) return false;
+    const auto scheme = target.substr(0, scheme_end);
+    if (!util::iequals(scheme, "http") && !util::iequals(scheme, "https")) return false;
+    const auto rest = target.substr(scheme_end + 3);
+    const auto path_start = rest.find_first_of("/?");
+    const auto authority = rest.substr(0, path_start);
+    if (authority.empty() || !util::valid_authority(authority)) return false;
+    std::string origin_form = path_start == std::string_view::npos ? std::string("/") : std::string(rest.substr(path_start));
+    if (origin_form.front() == '?') origin_form.insert(origin_form.begin(), '/');
+    const std::string host(authority);
+    h.target(origin_form);
+    h.set(bh::field::host, host);  // replaces every Host line the client sent
+    return true;
+}
+
+std::string_view request_head_problem(const bh::request_header<>& h) {
+    const auto te_count = line_count(h, "transfer-encoding");
+    const auto cl_count = line_count(h, "content-length");
+    if (te_count > 0 && cl_count > 0) return "Transfer-Encoding with Content-Length";  // the classic smuggling pair
+    if (cl_count > 1) return "repeated Content-Length";
+    if (te_count > 1) return "repeated Transfer-Encoding";
     if (te_count == 1) {
         // Only a lone "chunked": any other coding would reach the backend re-framed
         // but still encoded, and a list is where front and back ends disagree.
-        if (!util::iequals(trim(h[bh::field::transfer_encoding]), "chunked")) return false;
+        if (!util::iequals(trim(*single_value(h, "transfer-encoding")), "chunked")) return "unsupported Transfer-Encoding";
+        // HTTP/1.0 has no chunked coding: its framing is faulty (RFC 9112 6.1).
+        if (h.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
     }
-    return true;
+    const auto hosts = line_count(h, "host");
+    if (hosts > 1) return "repeated Host";
+    if (hosts == 0 && h.version() >= 11) return "missing Host";
+    if (hosts == 1 && !util::valid_authority(*single_value(h, "host"))) return "invalid Host";
+    if (h.target().find('#') != std::string_view::npos) return "fragment in the request target";
+    return {};
 }
 
 }  // namespace cachecar::http

@@ -282,18 +282,25 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
             break;  // end of stream, timeout, reset, or rejected
         }
         s->busy = true;
-        if (!acceptable_framing(parser.get())) {
+        std::string_view problem;
+        if (!adopt_absolute_form(parser.get())) problem = "bad absolute-form target";
+        if (problem.empty()) problem = request_head_problem(parser.get());
+        if (!problem.empty()) {
             rejected = true;
             handler_.on_rejected(400);
-            auto res = make_error(400, "Bad Request: conflicting message framing", parser.get().version());
+            auto res = make_error(400, "Bad Request: " + std::string(problem), 11);
             co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
             break;
         }
-        if (util::iequals(parser.get()[bh::field::expect], "100-continue")) {
+        if (list_has(parser.get(), "expect", "100-continue")) {
             static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
             co_await net::async_write(s->stream, net::buffer(cont), net::redirect_error(net::use_awaitable, ec));
             if (ec) break;
         }
+        // Chunked trailer fields are merged into the field set by the parser, past every
+        // check above. They are not header fields (RFC 9110 6.5.1): keep the head's.
+        std::optional<bh::request_header<>> head;
+        if (parser.get().chunked()) head = parser.get().base();
         if (!parser.is_done()) {
             co_await bh::async_read(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
             if (ec) {
@@ -307,6 +314,7 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
                 break;
             }
         }
+        if (head) parser.get().base() = std::move(*head);
 
         auto started = std::chrono::steady_clock::now();
         request req = parser.release();

@@ -102,22 +102,40 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view qu
         std::string_view value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
         out.emplace_back(text::percent_decode(name, true), text::percent_decode(value, true));
     }
-    std::sort(out.begin(), out.end());
+    // By name only, and stable: repeated parameters keep their order, which backends
+    // read (first wins, last wins), so `a=1&a=2` and `a=2&a=1` are different keys.
+    std::stable_sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
     return out;
+}
+
+bool ignored_query_name(const std::vector<std::string>& ignore, std::string_view name) {
+    return std::any_of(ignore.begin(), ignore.end(), [&](const std::string& pattern) {
+        if (!pattern.empty() && pattern.back() == '*') return name.starts_with(std::string_view(pattern).substr(0, pattern.size() - 1));
+        return name == pattern;
+    });
+}
+
+std::optional<std::string> unkeyed_query_parameter(const compiled_route& route, std::string_view query) {
+    if (route.default_key || query.empty()) return std::nullopt;
+    for (const auto& [name, value] : parse_query(query)) {
+        const bool keyed = std::any_of(route.key_fields.begin(), route.key_fields.end(),
+                                       [&](const template_part& f) { return f.from == source::query && f.text == name; });
+        if (!keyed && !ignored_query_name(route.cfg.ignore_query, name)) return name;
+    }
+    return std::nullopt;
 }
 
 std::string credential_fingerprint(const compiled_route& route, const request_view& req) {
     std::string input;
     bool any = false;
     for (const auto& name : route.credential_headers) {
-        // Every occurrence counts: "Cookie: a" and "Cookie: a" + "Cookie: b" are
+        // Every line counts: "Cookie: a" and "Cookie: a" + "Cookie: b" are
         // different credentials.
-        for (const auto& h : req.headers) {
-            if (!util::iequals(h.name, name)) continue;
+        req.for_each_header_line(name, [&](std::string_view value) {
             put(input, name);
-            put(input, h.value);
+            put(input, value);
             any = true;
-        }
+        });
     }
     return any ? sha256_hex(input) : std::string();
 }
@@ -126,10 +144,17 @@ std::string build_key(std::string_view key_namespace, const compiled_route& rout
                       std::string_view credential) {
     std::string in;
     in.reserve(256);  // typical inputs fit: one allocation per key
-    put(in, "cachecar-key-v1");  // bump when the input format changes
+    put(in, "cachecar-key-v2");  // bump when the input format changes
     put(in, key_namespace);
     put(in, route.cfg.name);
     put(in, key_method(req.method));
+    // Where the request was addressed (Host, a trusted proxy's forwarding fields), line
+    // by line: the backend sees them, so an answer for one host is never another's.
+    put(in, std::to_string(req.addressing.size()));
+    for (const auto& a : req.addressing) {
+        put(in, a.name);
+        put(in, a.value);
+    }
 
     if (route.default_key) {
         const auto query = parse_query(req.query);
@@ -141,6 +166,10 @@ std::string build_key(std::string_view key_namespace, const compiled_route& rout
             put(in, value);
         }
     } else {
+        // The path exactly as forwarded, whatever the fields: the matcher reads it
+        // decoded and without a final '/', a strict backend does not.
+        put(in, "path");
+        put(in, req.path);
         const auto query = parse_query(req.query);
         for (const auto& f : route.key_fields) {
             put(in, field_spec(f));
@@ -157,9 +186,22 @@ std::string build_key(std::string_view key_namespace, const compiled_route& rout
                     for (const auto& v : values) put(in, v);
                     break;
                 }
-                case source::header:
+                case source::header: {
+                    // Each line on its own: two lines and one line holding both values
+                    // are different messages to a backend that reads only the first.
+                    std::vector<std::string_view> lines;
+                    req.for_each_header_line(f.text, [&](std::string_view v) { lines.push_back(v); });
+                    if (lines.empty()) {
+                        put(in, "-");
+                        break;
+                    }
+                    put(in, "+");
+                    put(in, std::to_string(lines.size()));
+                    for (auto v : lines) put(in, v);
+                    break;
+                }
                 case source::path: {
-                    auto v = f.from == source::header ? req.header(f.text) : req.param(f.text);
+                    auto v = req.param(f.text);
                     if (!v) {
                         put(in, "-");
                         break;

@@ -147,7 +147,7 @@ compiled_route compile_route(std::size_t index, const config::route_config& cfg)
         }
     }
     r.categories = compile_categories(cfg.categories, r.pattern, what);
-    r.credential_headers = {"authorization", "cookie", "x-api-key"};
+    r.credential_headers = {"authorization", "proxy-authorization", "cookie", "x-api-key"};
     for (const auto& h : cfg.credential_headers) {
         auto lower = text::to_lower(h);
         if (std::find(r.credential_headers.begin(), r.credential_headers.end(), lower) == r.credential_headers.end())

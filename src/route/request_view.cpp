@@ -1,13 +1,18 @@
 #include <cachecar/route/request_view.hpp>
 
-#include <cachecar/util/ascii.hpp>
-
 namespace cachecar::route {
 
-std::optional<std::string_view> request_view::header(std::string_view name) const {
-    for (const auto& h : headers)
-        if (util::iequals(h.name, name)) return h.value;
-    return std::nullopt;
+std::optional<std::string> request_view::header(std::string_view name) const {
+    std::optional<std::string> out;
+    for_each_header_line(name, [&](std::string_view v) {
+        if (out) {
+            *out += ", ";
+            *out += v;
+        } else {
+            out.emplace(v);
+        }
+    });
+    return out;
 }
 
 std::optional<std::string_view> request_view::param(std::string_view name) const {

@@ -7,6 +7,7 @@
 #include "fuzz_common.hpp"
 
 #include <cachecar/config/config.hpp>
+#include <cachecar/http/forwarding.hpp>
 #include <cachecar/http/request_checks.hpp>
 #include <cachecar/http/routing.hpp>
 #include <cachecar/route/key_builder.hpp>
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -91,6 +93,7 @@ invalidate:
 struct fixture {
     config::config cfg;
     route::matcher routes;
+    http::forwarding_policy policy;
     boost::asio::io_context io;
 
     static config::config load() {
@@ -101,7 +104,7 @@ struct fixture {
         }
         return std::move(*loaded.value);
     }
-    fixture() : cfg(load()), routes(cfg) {}
+    fixture() : cfg(load()), routes(cfg), policy(http::forwarding_policy::from(cfg.server)) {}
 };
 
 fixture& table() {
@@ -150,29 +153,40 @@ outcome next_request(fixture& t, boost::beast::test::stream& client, boost::beas
     buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
     bh::read_header(client, buffer, parser, ec);
     if (ec) return http::rejection_status(ec, true) != 0 ? outcome::rejected : outcome::no_answer;
-    if (!http::acceptable_framing(parser.get())) return outcome::rejected;
+    if (!http::adopt_absolute_form(parser.get())) return outcome::rejected;
+    if (!http::request_head_problem(parser.get()).empty()) return outcome::rejected;
+    std::optional<bh::request_header<>> head;
+    if (parser.get().chunked()) head = parser.get().base();
     if (!parser.is_done()) {
         bh::read(client, buffer, parser, ec);
         if (ec) return http::rejection_status(ec, false) != 0 ? outcome::rejected : outcome::no_answer;
     }
+    if (head) parser.get().base() = std::move(*head);  // trailers are not fields
     FUZZ_CHECK(parser.get().body().size() <= limits.max_body_bytes);
 
-    const http::request req = parser.release();
+    http::request req = parser.release();
     keep_alive = req.keep_alive();
-    const auto decision = http::decide_route(t.routes, req);
+    const auto decision = http::decide_route(t.routes, req, http::overridden_method(req, t.policy));
     FUZZ_CHECK(!(decision.invalidation && decision.cacheable));
-    const auto headers = http::header_views(req);
+    FUZZ_CHECK(!decision.invalidation_resolved || decision.invalidation);
+    http::prepare_forwarded_request(req, t.policy, "127.0.0.1",
+                                    decision.cacheable ? decision.cacheable.target : nullptr);
+    // What is forwarded never carries a field cachecar would not key or forward.
+    for (const auto& f : req) FUZZ_CHECK(f.name_string().find('_') == std::string_view::npos);
+    FUZZ_CHECK(http::line_count(req.base(), "host") == 1);
     if (decision.cacheable) {
         const auto& r = *decision.cacheable.target;
-        const auto view = http::make_request_view(req, headers, decision.cacheable.params);
-        const auto key = route::request_key(t.cfg.server.key_namespace, r, view);
+        const http::keyed_request keyed(req, decision.cacheable.params, false);
+        const auto key = route::request_key(t.cfg.server.key_namespace, r, keyed.view());
         check_key(key, r, t.cfg.server.key_namespace);
-        FUZZ_CHECK(key == route::request_key(t.cfg.server.key_namespace, r, view));  // deterministic
-        (void)route::expand_categories(r.categories, view);
+        FUZZ_CHECK(key == route::request_key(t.cfg.server.key_namespace, r, keyed.view()));  // deterministic
+        (void)route::expand_categories(r.categories, keyed.view());
+        (void)route::unkeyed_query_parameter(r, http::split(req.target()).query);
     } else if (decision.invalidation) {
-        const auto view = http::make_request_view(req, headers, decision.invalidation.params);
-        (void)route::expand_categories(decision.invalidation.target->purges, view);
+        const http::keyed_request keyed(req, decision.invalidation.params, false);
+        (void)route::expand_categories(decision.invalidation.target->purges, keyed.view());
     }
+    (void)http::make_upstream_request(req, decision.cacheable, true);
     return outcome::served;
 }
 

@@ -17,6 +17,7 @@ routes:
     tiers: [memory]
     ttl: 5m
     key: [query.page, query.limit]
+    ignore_query: [utm_source]
     categories: [videos]
   - name: lookup
     match: GET /api/v1/lookup
@@ -77,10 +78,14 @@ TEST_F(proxy_test, MissThenHitServesStoredResponseWithoutCallingOrigin) {
 TEST_F(proxy_test, KeyUsesOnlyConfiguredFieldsAndIgnoresParameterOrder) {
     get("/api/v1/videos?page=1&limit=10");
     EXPECT_EQ(get("/api/v1/videos?limit=10&page=1").header("x-cache"), "HIT");
+    // ignore_query: removed before forwarding, so it cannot split (or poison) the cache.
     EXPECT_EQ(get("/api/v1/videos?page=1&limit=10&utm_source=mail").header("x-cache"), "HIT");
     EXPECT_EQ(get("/api/v1/videos?page=2&limit=10").header("x-cache"), "MISS");
     EXPECT_EQ(get("/api/v1/videos?page=1").header("x-cache"), "MISS");
     EXPECT_EQ(origin_.count(), 3u);
+    // Any other parameter the key does not name reaches the backend: never cached.
+    EXPECT_EQ(get("/api/v1/videos?page=1&limit=10&debug=1").header("x-cache"), "BYPASS");
+    EXPECT_EQ(origin_.count(), 4u);
 }
 
 TEST_F(proxy_test, DefaultKeyCoversWholeQuery) {
@@ -198,8 +203,15 @@ TEST_F(proxy_test, CredentialedRequestsAreIsolatedPerCredential) {
 }
 
 TEST_F(proxy_test, SharedRouteServesAcrossCredentials) {
-    get("/api/v1/feed", {{"Authorization", "Bearer alice"}});
+    get("/api/v1/feed");
     EXPECT_EQ(get("/api/v1/feed", {{"Authorization", "Bearer bob"}}).header("x-cache"), "HIT");
+    // An answer to a request with credentials is shared only when the origin says it
+    // may be (RFC 9111 3.5): public here.
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        return origin_response{200, {{"Cache-Control", "public, max-age=60"}}, "public feed"};
+    });
+    get("/api/v1/feed?v=2", {{"Authorization", "Bearer alice"}});
+    EXPECT_EQ(get("/api/v1/feed?v=2", {{"Authorization", "Bearer bob"}}).header("x-cache"), "HIT");
 }
 
 TEST_F(proxy_test, ResponsesThatForbidStoringAreNotStored) {
@@ -264,7 +276,8 @@ TEST_F(proxy_test, UpstreamRequestGetsForwardingHeadersAndNoHopByHop) {
     auto seen = origin_.requests();
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].headers.count("x-secret-hop"), 0u);
-    EXPECT_EQ(seen[0].headers["x-forwarded-for"], "10.0.0.9, 127.0.0.1");
+    // The client is no trusted proxy: its X-Forwarded-For is replaced, not extended.
+    EXPECT_EQ(seen[0].headers["x-forwarded-for"], "127.0.0.1");
     EXPECT_EQ(seen[0].headers["via"], "1.1 cachecar");
     EXPECT_EQ(seen[0].target, "/api/v1/other");
 }

@@ -35,6 +35,13 @@ struct server_config {
     std::string key_namespace = "cachecar";  // YAML key `namespace`
     std::string admin_token;                 // empty: admin writes are open
     unsigned threads = 0;                    // 0: one per core
+    // Peers (IP prefixes, e.g. "10.0.0.0/8") whose forwarding fields (Forwarded,
+    // X-Forwarded-*, X-Real-IP, ...) are passed on, and keyed; from any other peer they
+    // are removed. Validated by the loader with util::parse_ip_prefix.
+    std::vector<std::string> trusted_proxies;
+    std::string upstream_host;          // Host sent upstream; "" = the client's (then part of every key)
+    bool underscores_in_headers = false;  // false: fields with '_' in their name are dropped (nginx's default)
+    bool method_override = false;         // true: POST + X-HTTP-Method-Override is routed as that method
 };
 
 struct limits_config {
@@ -90,6 +97,13 @@ struct route_config {
     bool ttl_from_origin = false;
     std::vector<std::string> credential_headers;  // added to Authorization, Cookie, X-API-Key
     std::vector<std::string> strip_headers;
+    // Query parameters removed before forwarding (so neither keyed nor seen by the
+    // backend), e.g. utm_source; a final '*' matches a prefix ("utm_*"). Any other
+    // parameter the key does not name keeps a request out of the cache.
+    std::vector<std::string> ignore_query;
+    // With `shared`: store answers to requests that carry credentials even when the
+    // backend does not say public, s-maxage or must-revalidate (RFC 9111 3.5).
+    bool store_authenticated = false;
     source_location where;
 };
 

@@ -1,6 +1,6 @@
 // HTTP caching rules (RFC 9110 / RFC 9111) as pure functions: freshness from origin
-// headers, conditional requests, Vary, and the request headers backends commonly
-// reflect without them being part of a key.
+// headers, conditional requests and Vary. Every field is read as all of its lines
+// (message.hpp).
 #pragma once
 
 #include <cachecar/http/message.hpp>
@@ -30,15 +30,13 @@ std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& 
 // takes precedence over If-Modified-Since. True means: answer 304.
 bool not_modified(const request& req, std::string_view etag, std::string_view last_modified);
 
-// Header names listed in a Vary value, lower-cased and sorted; {"*"} for "*".
+// Header names listed in a Vary value (pass every line: list_value), lower-cased and
+// sorted; {"*"} when "*" is among them.
 std::vector<std::string> vary_names(std::string_view vary);
-// A digest of the request's values for those headers; equal digests mean the same
-// variant. An absent header differs from an empty one.
-std::string variant_fingerprint(const std::vector<std::string>& names, const request& req);
-
-// Headers that backends commonly reflect into responses (host and URL overrides,
-// method overrides) yet that are not part of a default key: stripped before
-// forwarding on cacheable routes unless the route's key includes them.
-const std::vector<std::string>& default_unkeyed_headers();
+// A digest of the request's lines of those headers; equal digests mean the same
+// variant. An absent header differs from an empty one, and two lines from one line
+// holding both values.
+std::string variant_fingerprint(const std::vector<std::string>& names, const request& req,
+                                bool alias_underscores = false);
 
 }  // namespace cachecar::http

@@ -9,6 +9,8 @@
 #include <cachecar/cache/coalescer.hpp>
 #include <cachecar/cache/tier_chain.hpp>
 #include <cachecar/config/config.hpp>
+#include <cachecar/http/forwarding.hpp>
+#include <cachecar/http/routing.hpp>
 #include <cachecar/http/server.hpp>
 #include <cachecar/http/upstream_pool.hpp>
 #include <cachecar/logging.hpp>
@@ -33,6 +35,7 @@ namespace cachecar::http {
 struct snapshot {
     config::config cfg;
     route::matcher routes;
+    forwarding_policy forwarding;
     std::vector<stats::route_counters*> route_stats;        // by compiled_route::index
     std::vector<stats::route_counters*> invalidation_stats;  // by compiled_invalidation::index
     std::shared_ptr<upstream_pool> upstream;
@@ -74,15 +77,22 @@ public:
 
 private:
     net::awaitable<reply> serve_cacheable(request& req, const connection_info& conn, snapshot_ptr snap,
-                                          const route::match_result<route::compiled_route>& m);
+                                          const route::match_result<route::compiled_route>& m,
+                                          std::string_view routing_bypass);
     net::awaitable<reply> serve_write(request& req, const connection_info& conn, const snapshot& snap,
-                                      const route::match_result<route::compiled_invalidation>& m);
+                                      const route_decision& decision);
     net::awaitable<reply> serve_pass_through(request& req, const connection_info& conn, const snapshot& snap);
+    static std::string_view bypass_reason(const request& req, const route::compiled_route& route,
+                                          std::string_view routing_bypass);
+    // Stores a fetched entry (and, for a varying response, its Vary marker); the miss
+    // path and the stale-while-revalidate refresh share it.
+    void store_fetched(const snapshot& snap, const route::compiled_route& route, const std::string& key,
+                       const request& req, const cache::entry_ptr& e, const std::vector<std::string>& vary);
     // stale-while-revalidate: refreshes `entry_key` in the background, at most one
     // refresh per key at a time.
     void start_refresh(const request& req, const connection_info& conn, snapshot_ptr snap,
                        const route::compiled_route* route, std::string key, std::string entry_key,
-                       std::vector<std::string> categories);
+                       std::vector<std::string> categories, bool credentialed);
     net::awaitable<fetched> fetch(const request& req, const connection_info& conn, const snapshot& snap,
                                   const route::compiled_route* route);
 

@@ -21,9 +21,10 @@ struct head_scan {
 };
 head_scan scan_head(std::string_view seen, std::size_t max_header_bytes);
 
-// Checks the raw request head (request line and fields, through the blank line) for
-// what Beast 1.81 tolerates but a backend may read differently: obsolete line
-// folding, bare CR or LF, and control characters. Returns why it is rejected, or "".
+// Checks a raw message head (start line and fields, through the blank line) for what
+// Beast 1.81 tolerates but another reader may take differently: obsolete line folding,
+// bare CR or LF, and control characters. Returns why it is rejected, or "". Used on
+// client requests and on the backend's responses alike.
 std::string_view raw_head_problem(std::string_view head);
 
 // Sets the parser's header and body limits from the config.
@@ -34,10 +35,19 @@ void apply_limits(request_parser& parser, const config::limits_config& limits);
 // (end of stream, partial message, timeout, reset).
 unsigned rejection_status(const error_code& ec, bool reading_head);
 
-// Checks framing rules Beast 1.81 does not enforce itself: Transfer-Encoding together
-// with Content-Length, either field repeated, or a coding other than a lone
-// "chunked". False means 400 and close rather than risk a front/back disagreement
-// on where the message ends.
-bool acceptable_framing(const beast::http::request_header<>& head);
+// A request target in absolute-form ("http://host/path?q") becomes origin-form, and
+// its authority the Host (RFC 9112 3.2.2: the target's authority wins over any Host
+// field), so routing, the key and the backend all see one host and one path. False
+// when the target is absolute-form with another scheme or a bad authority (answer 400).
+bool adopt_absolute_form(beast::http::request_header<>& head);
+
+// Checks a parsed request head for what RFC 9112 answers with 400 but Beast 1.81 lets
+// through, each a way for cachecar and the backend to read one message differently:
+// - framing: Transfer-Encoding with Content-Length, either field repeated, a coding
+//   other than a lone "chunked", Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1, 6.3);
+// - Host: missing in HTTP/1.1, repeated, or not a valid authority (RFC 9112 3.2);
+// - a fragment ('#') in the target, which is never sent (RFC 9112 3.2).
+// Returns why it is rejected, or "" when the head is acceptable.
+std::string_view request_head_problem(const beast::http::request_header<>& head);
 
 }  // namespace cachecar::http

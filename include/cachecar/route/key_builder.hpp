@@ -1,8 +1,10 @@
 // Cache keys and category names for one request. Pure functions.
 //
 // A key is "<namespace>:<route>:<hex SHA-256>" where the hash covers the namespace,
-// the route name, the method, every key field and the credential, each written as
-// "<length>:<bytes>" so that no two different requests produce the same input.
+// the route name, the method, the addressing fields (Host, ...), the path exactly as
+// forwarded, every key field (header fields line by line) and the credential, each
+// written as "<length>:<bytes>" so that no two different requests produce the same
+// input. The view must be of the request as forwarded (http/forwarding).
 #pragma once
 
 #include <cachecar/route/matcher.hpp>
@@ -23,8 +25,19 @@ std::string sha256_hex(std::string_view data);
 // numbers and strings in one normal form), or nullopt if `text` is not JSON.
 std::optional<std::string> canonical_json(std::string_view text);
 
-// Query parameters percent-decoded ('+' as space) and sorted by name, then value.
+// Query parameters percent-decoded ('+' as space), sorted by name; repeated names keep
+// their order (backends read the first or the last, so order is meaning).
 std::vector<std::pair<std::string, std::string>> parse_query(std::string_view query);
+
+// Whether a decoded parameter name is one of a route's ignore_query entries (a final
+// '*' matches a prefix).
+bool ignored_query_name(const std::vector<std::string>& ignore, std::string_view name);
+
+// On a route with an explicit key: the first query parameter the key does not name
+// (and ignore_query does not list), whose value the backend may read although the key
+// does not hold it. nullopt when every parameter is keyed, and always for default-key
+// routes (they key the whole query).
+std::optional<std::string> unkeyed_query_parameter(const compiled_route& route, std::string_view query);
 
 // Hash of every credential header present (the route's credential_headers), or
 // empty if the request carries none. Used for keys and for coalescing.

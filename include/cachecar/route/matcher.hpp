@@ -21,7 +21,7 @@ struct compiled_route {
     std::vector<template_part> key_fields;  // empty and default_key: path + whole query
     bool default_key = true;
     std::vector<category_template> categories;
-    std::vector<std::string> credential_headers;  // lower-case; always includes authorization, cookie, x-api-key
+    std::vector<std::string> credential_headers;  // lower-case; always includes authorization, proxy-authorization, cookie, x-api-key
 };
 
 struct compiled_invalidation {

@@ -330,6 +330,66 @@ TEST(loader, server_values) {
                                         "upstream URL may not have a path, query or fragment"}));
 }
 
+TEST(loader, forwarding_options) {
+    auto cfg = load_ok(R"(server:
+  trusted_proxies: [10.0.0.0/8, "::1", 192.168.1.7]
+  upstream_host: api.internal:8080
+  underscores_in_headers: true
+  method_override: yes
+routes:
+  - name: r
+    match: GET /r
+    tiers: [memory]
+    ttl: 1m
+    key: [query.page]
+    ignore_query: [utm_*, fbclid]
+    shared: true
+    store_authenticated: true
+)");
+    EXPECT_EQ(cfg.server.trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "::1", "192.168.1.7"}));
+    EXPECT_EQ(cfg.server.upstream_host, "api.internal:8080");
+    EXPECT_TRUE(cfg.server.underscores_in_headers);
+    EXPECT_TRUE(cfg.server.method_override);
+    EXPECT_EQ(cfg.routes.at(0).ignore_query, (std::vector<std::string>{"utm_*", "fbclid"}));
+    EXPECT_TRUE(cfg.routes.at(0).store_authenticated);
+    // Safe defaults.
+    auto defaults = load_ok("");
+    EXPECT_TRUE(defaults.server.trusted_proxies.empty());
+    EXPECT_EQ(defaults.server.upstream_host, "");
+    EXPECT_FALSE(defaults.server.underscores_in_headers);
+    EXPECT_FALSE(defaults.server.method_override);
+
+    EXPECT_EQ(diagnostics(R"(server:
+  trusted_proxies: [10.0.0.1/8, "::1/129", localhost]
+  upstream_host: "evil.example/x"
+routes:
+  - name: r
+    match: GET /r
+    tiers: [memory]
+    ttl: 1m
+    ignore_query: ["*", "a*b", ""]
+    store_authenticated: true
+)"),
+              (std::vector<std::string>{
+                  "t.yaml:2:21: server.trusted_proxies[0]: bad address or prefix \"10.0.0.1/8\" (expected an IP "
+                  "address or network, e.g. 10.0.0.0/8 or ::1; host bits must be 0)",
+                  "t.yaml:2:33: server.trusted_proxies[1]: bad address or prefix \"::1/129\" (expected an IP "
+                  "address or network, e.g. 10.0.0.0/8 or ::1; host bits must be 0)",
+                  "t.yaml:2:44: server.trusted_proxies[2]: bad address or prefix \"localhost\" (expected an IP "
+                  "address or network, e.g. 10.0.0.0/8 or ::1; host bits must be 0)",
+                  "t.yaml:3:18: server.upstream_host: bad upstream_host \"evil.example/x\" (expected host or "
+                  "host:port, as a Host field)",
+                  "t.yaml:9:20: routes[0].ignore_query[0]: bad query parameter name \"*\" (a name, or a prefix "
+                  "ending in '*' such as \"utm_*\"; not \"*\" alone)",
+                  "t.yaml:9:25: routes[0].ignore_query[1]: bad query parameter name \"a*b\" (a name, or a prefix "
+                  "ending in '*' such as \"utm_*\"; not \"*\" alone)",
+                  "t.yaml:9:32: routes[0].ignore_query[2]: bad query parameter name \"\" (a name, or a prefix "
+                  "ending in '*' such as \"utm_*\"; not \"*\" alone)",
+                  "t.yaml:10:26: routes[0].store_authenticated: store_authenticated only applies to a route with "
+                  "shared: true",
+              }));
+}
+
 TEST(loader, upstream_forms) {
     auto cfg = load_ok("server:\n  upstream: http://[::1]:3002/\n");
     EXPECT_EQ(cfg.server.upstream.host, "::1");

@@ -51,19 +51,71 @@ TEST(request_checks, rejection_status_per_error) {
     EXPECT_EQ(rejection_status(net::error::operation_aborted, true), 0u);
 }
 
+// The head's problem after Beast has parsed it ("" = acceptable), with absolute-form
+// adopted first as the session does.
+std::string head_problem(std::string_view head) {
+    parsed_request p;
+    parse(p, head);
+    EXPECT_FALSE(p.ec && p.ec != bh::error::need_more) << p.ec.message() << " for " << head;
+    if (!adopt_absolute_form(p.parser.get())) return "bad absolute-form target";
+    return std::string(request_head_problem(p.parser.get()));
+}
+
 TEST(request_checks, framing) {
-    auto framing_ok = [](std::string_view head) {
-        parsed_request p;
-        parse(p, head);
-        EXPECT_FALSE(p.ec && p.ec != bh::error::need_more) << p.ec.message();
-        return acceptable_framing(p.parser.get());
-    };
-    EXPECT_TRUE(framing_ok("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
-    EXPECT_TRUE(framing_ok("POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n"));
-    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"));
+    auto framing_ok = [](std::string_view head) { return head_problem(head).empty(); };
+    EXPECT_TRUE(framing_ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"));
+    EXPECT_TRUE(framing_ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n"));
+    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"));
     // Beast itself refuses "chunked" next to Content-Length, but not another coding.
-    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"));
-    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"));
+    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"));
+    EXPECT_FALSE(framing_ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"));
+}
+
+TEST(request_checks, rfc9112_rules_beast_lets_through) {
+    struct row {
+        const char* rule;
+        std::string head;
+        std::string problem;  // "" = acceptable
+    };
+    const std::vector<row> table{
+        {"HTTP/1.0 with Transfer-Encoding (RFC 9112 6.1)",
+         "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 request"},
+        {"HTTP/1.1 without Host (RFC 9112 3.2)", "GET / HTTP/1.1\r\n\r\n", "missing Host"},
+        {"HTTP/1.0 without Host is fine", "GET / HTTP/1.0\r\n\r\n", ""},
+        {"two Host lines", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "repeated Host"},
+        {"two equal Host lines", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", "repeated Host"},
+        {"Host with a path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "invalid Host"},
+        {"Host with user info", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", "invalid Host"},
+        {"Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host"},
+        {"Host with two ports", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", "invalid Host"},
+        {"Host with a bad port", "GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", "invalid Host"},
+        {"Host with an open bracket", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "invalid Host"},
+        {"Host with a bad IPv6 literal", "GET / HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n", "invalid Host"},
+        {"Host: name and port", "GET / HTTP/1.1\r\nHost: app.test:8080\r\n\r\n", ""},
+        {"Host: IPv6 literal and port", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", ""},
+        {"Host: percent-encoded reg-name", "GET / HTTP/1.1\r\nHost: a%2Db\r\n\r\n", ""},
+        {"empty Host (RFC 9110 7.2 allows it)", "GET / HTTP/1.1\r\nHost:\r\n\r\n", ""},
+        {"a fragment in the target", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", "fragment in the request target"},
+        {"absolute-form: its authority becomes Host (RFC 9112 3.2.2)",
+         "GET http://app.test/a?b HTTP/1.1\r\nHost: evil.example\r\n\r\n", ""},
+        {"absolute-form with a bad authority", "GET http://a@b/x HTTP/1.1\r\nHost: a\r\n\r\n", "bad absolute-form target"},
+        {"absolute-form with another scheme", "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", "bad absolute-form target"},
+    };
+    for (const auto& r : table) EXPECT_EQ(head_problem(r.head), r.problem) << r.rule;
+}
+
+TEST(request_checks, absolute_form_becomes_origin_form_with_its_host) {
+    parsed_request p;
+    parse(p, "GET http://App.Test:8080/a/b?c=1 HTTP/1.1\r\nHost: evil.example\r\nHost: other\r\n\r\n");
+    ASSERT_TRUE(adopt_absolute_form(p.parser.get()));
+    const auto& h = p.parser.get();
+    EXPECT_EQ(h.target(), "/a/b?c=1");
+    EXPECT_EQ(line_count(h, "host"), 1u);
+    EXPECT_EQ(*single_value(h, "host"), "App.Test:8080");
+    parsed_request q;
+    parse(q, "GET http://a.test?x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    ASSERT_TRUE(adopt_absolute_form(q.parser.get()));
+    EXPECT_EQ(q.parser.get().target(), "/?x");
 }
 
 TEST(request_checks, body_over_the_limit_is_413) {
@@ -86,11 +138,14 @@ invalidate:
 
     request get{bh::verb::get, "/v/a%20b?x=1", 11};
     get.set(bh::field::authorization, "Bearer t");
+    get.set(bh::field::host, "app.test");
     auto d = decide_route(routes, get);
     ASSERT_TRUE(d.cacheable);
     EXPECT_FALSE(d.invalidation);
-    const auto headers = header_views(get);
-    const auto view = make_request_view(get, headers, d.cacheable.params);
+    const keyed_request keyed(get, d.cacheable.params, false);
+    const auto& view = keyed.view();
+    ASSERT_EQ(view.addressing.size(), 1u);
+    EXPECT_EQ(view.addressing[0].value, "app.test");
     EXPECT_EQ(view.path, "/v/a%20b");
     EXPECT_EQ(view.query, "x=1");
     EXPECT_EQ(route::expand_categories(d.cacheable.target->categories, view), std::vector<std::string>{"v:a b"});
@@ -106,6 +161,42 @@ invalidate:
     request other{bh::verb::get, "/elsewhere", 11};
     d = decide_route(routes, other);
     EXPECT_FALSE(d.invalidation || d.cacheable);
+}
+
+TEST(routing, ambiguous_paths_bypass_the_cache_and_writes_purge_for_both_readings) {
+    auto loaded = config::load_string(R"(
+routes:
+  - { name: one, match: "GET /v/{id}", tiers: [memory], ttl: 1m, key: [path.id], categories: ["v:{path.id}"] }
+  - { name: files, match: "GET /files/*", tiers: [memory], ttl: 1m, shared: true }
+invalidate:
+  - { match: "DELETE /v/{id}", purge: ["v:{path.id}"] }
+)");
+    ASSERT_TRUE(loaded.value);
+    const route::matcher routes(*loaded.value);
+    request deceptive{bh::verb::get, "/files/..%2Fv%2F1", 11};
+    auto d = decide_route(routes, deceptive);
+    ASSERT_TRUE(d.cacheable);
+    EXPECT_EQ(d.bypass, "ambiguous_path");
+    request plain{bh::verb::get, "/files/a.css", 11};
+    EXPECT_EQ(decide_route(routes, plain).bypass, "");
+
+    // The matcher reads one segment "7/..%2F8" (no match); a WSGI backend deletes 8.
+    request del{bh::verb::delete_, "/v/7%2F..%2F8", 11};
+    d = decide_route(routes, del);
+    ASSERT_TRUE(d.invalidation);
+    EXPECT_EQ(d.invalidation.params.at(0).second, "7/../8");
+    ASSERT_TRUE(d.invalidation_resolved);
+    EXPECT_EQ(d.invalidation_resolved.params.at(0).second, "8");
+    request del2{bh::verb::delete_, "/v/x/..%2F8", 11};
+    d = decide_route(routes, del2);
+    ASSERT_TRUE(d.invalidation) << "matched under the resolved reading only";
+    EXPECT_EQ(d.invalidation.params.at(0).second, "8");
+    EXPECT_FALSE(d.invalidation_resolved);
+
+    request override_get{bh::verb::post, "/v/1", 11};
+    d = decide_route(routes, override_get, "GET");
+    ASSERT_TRUE(d.cacheable);
+    EXPECT_EQ(d.bypass, "method_override");
 }
 
 }  // namespace

@@ -99,7 +99,8 @@ TEST(canonical_json, not_json) {
 
 TEST(parse_query, decodes_and_sorts) {
     using q = std::vector<std::pair<std::string, std::string>>;
-    EXPECT_EQ(parse_query("b=2&a=1&a=0"), (q{{"a", "0"}, {"a", "1"}, {"b", "2"}}));
+    // By name; a repeated name keeps its values' order (backends take the first or the last).
+    EXPECT_EQ(parse_query("b=2&a=1&a=0"), (q{{"a", "1"}, {"a", "0"}, {"b", "2"}}));
     EXPECT_EQ(parse_query("x=a+b%20c%2B&&flag&e="), (q{{"e", ""}, {"flag", ""}, {"x", "a b c+"}}));
     EXPECT_EQ(parse_query("a=%zz%4"), (q{{"a", "%zz%4"}}));
     EXPECT_TRUE(parse_query("").empty());
@@ -129,7 +130,8 @@ TEST(build_key, query_fields) {
     EXPECT_EQ(f.key({.query = "page=1&limit=10&utm=x"}), f.key({.query = "limit=10&page=1"}));
     EXPECT_NE(f.key({.query = "page=1&limit=10"}), f.key({.query = "page=10&limit=1"}));
     EXPECT_NE(f.key({.query = "page="}), f.key({.query = ""}));  // empty vs absent
-    EXPECT_EQ(f.key({.query = "page=2&page=1"}), f.key({.query = "page=1&page=2"}));
+    // Order of repeated parameters is meaning to a backend that takes the first or the last.
+    EXPECT_NE(f.key({.query = "page=2&page=1"}), f.key({.query = "page=1&page=2"}));
     EXPECT_NE(f.key({.query = "page=1&page=2"}), f.key({.query = "page=1"}));
     EXPECT_NE(f.key({.query = "page=1%262"}), f.key({.query = "page=1&2"}));
     // "ab"+"c" vs "a"+"bc": length prefixes keep field boundaries.
@@ -146,7 +148,17 @@ TEST(build_key, header_path_method_fields) {
     EXPECT_NE(f.key({.headers = en}), f.key({}));
     EXPECT_NE(f.key({.headers = empty}), f.key({}));
     EXPECT_NE(f.key({.path = "/v/1"}), f.key({.path = "/v/2"}));
-    EXPECT_EQ(f.key({.path = "/v/a%20b"}), f.key({.path = "/v/a b"}));  // decoded parameter
+    // The path exactly as forwarded: a strict backend may answer one and 404 the other.
+    EXPECT_NE(f.key({.path = "/v/a%20b"}), f.key({.path = "/v/a b"}));
+    EXPECT_NE(f.key({.path = "/v/1/"}), f.key({.path = "/v/1"}));
+    EXPECT_NE(f.key({.path = "/v/%31"}), f.key({.path = "/v/1"}));
+    // Every line of a keyed header, each on its own.
+    std::vector<header_view> two_lines{{"Accept-Language", "en"}, {"Accept-Language", "fr"}};
+    std::vector<header_view> one_list{{"Accept-Language", "en, fr"}};
+    std::vector<header_view> second_differs{{"Accept-Language", "en"}, {"Accept-Language", "<script>"}};
+    EXPECT_NE(f.key({.headers = two_lines}), f.key({.headers = one_list}));
+    EXPECT_NE(f.key({.headers = second_differs}), f.key({.headers = en}));
+    EXPECT_NE(f.key({.headers = two_lines}), f.key({.headers = en}));
     EXPECT_EQ(f.key({.method = "HEAD"}), f.key({.method = "GET"}));
 }
 
@@ -176,9 +188,60 @@ TEST(build_key, namespace_route_and_method_separate_entries) {
     EXPECT_NE(hash(ab.key({}, "a")), hash(abc.key({}, "a_b")));
 }
 
-TEST(build_key, no_key_fields_is_one_entry) {
+TEST(build_key, no_key_fields_is_one_entry_per_path) {
+    // `key: []` keys no parameter, but the path as forwarded is always keyed (the proxy
+    // keeps requests with unkeyed parameters out of the cache).
     key_fixture f(std::vector<std::string>{});
-    EXPECT_EQ(f.key({.path = "/v/1", .query = "x=1"}), f.key({.path = "/v/2", .query = "y=2"}));
+    EXPECT_EQ(f.key({.path = "/v/1", .query = "x=1"}), f.key({.path = "/v/1", .query = "y=2"}));
+    EXPECT_NE(f.key({.path = "/v/1"}), f.key({.path = "/v/2"}));
+}
+
+TEST(build_key, addressing_fields_are_in_every_key) {
+    for (auto key : std::vector<std::optional<std::vector<std::string>>>{std::nullopt, std::vector<std::string>{"path.id"}}) {
+        key_fixture f(key);
+        auto with = [&](std::vector<header_view> addressing) {
+            path_params params{{"id", "1"}};
+            request_view v{"GET", "/v/1", "", {}, "", &params, addressing};
+            return build_key("ns", f.route(), v, "");
+        };
+        EXPECT_NE(with({{"host", "app.test"}}), with({{"host", "evil.example"}}));
+        EXPECT_NE(with({{"host", "app.test"}}), with({}));
+        EXPECT_NE(with({{"host", "a"}, {"x-forwarded-proto", "http"}}), with({{"host", "a"}, {"x-forwarded-proto", "https"}}));
+        EXPECT_EQ(with({{"host", "a"}}), with({{"host", "a"}}));
+    }
+}
+
+TEST(query, unkeyed_parameters_of_an_explicit_key) {
+    config::route_config rc;
+    rc.name = "r";
+    rc.method = "GET";
+    rc.path_pattern = "/v";
+    rc.tiers = {config::tier_kind::memory};
+    rc.ttl = std::chrono::minutes(1);
+    rc.key = std::vector<std::string>{"query.page", "query.limit"};
+    rc.ignore_query = {"utm_*", "fbclid"};
+    config::config cfg;
+    cfg.routes = {rc};
+    matcher m(cfg);
+    const auto& r = m.routes()[0];
+    struct row {
+        const char* query;
+        std::optional<std::string> unkeyed;
+    };
+    const std::vector<row> table{
+        {"", std::nullopt},
+        {"page=1&limit=2", std::nullopt},
+        {"page=1&page=2", std::nullopt},
+        {"page=1&utm_source=x&fbclid=y", std::nullopt},
+        {"page=1&PAGE=2", "PAGE"},               // names are case-sensitive, the backend's may not be
+        {"page=1&x=1;page=2", "x"},              // ';' cloaking rides on an unkeyed parameter
+        {"page=1&%70age=2", std::nullopt},       // decodes to page: keyed (as both values)
+        {"page=1&fbclidx=1", "fbclidx"},         // no '*': exact name only
+        {"page=1&=x", ""},
+    };
+    for (const auto& t : table) EXPECT_EQ(unkeyed_query_parameter(r, t.query), t.unkeyed) << t.query;
+    key_fixture default_key(std::nullopt);
+    EXPECT_EQ(unkeyed_query_parameter(default_key.route(), "anything=1"), std::nullopt);
 }
 
 TEST(credentials, fingerprint_and_key) {
@@ -238,7 +301,7 @@ TEST(expand_categories, absent_and_repeated_values) {
     EXPECT_EQ(expand_categories(f.route().categories, absent), (std::vector<std::string>{"video:", "h:"}));
     request_view repeated{"GET", "/v/7", "uuid=2&uuid=1&uuid=2", {}, "", nullptr};
     EXPECT_EQ(expand_categories(f.route().categories, repeated),
-              (std::vector<std::string>{"video:1", "video:2", "h:"}));
+              (std::vector<std::string>{"video:2", "video:1", "h:"}));
 }
 
 TEST(expand_categories, body_is_hashed) {

@@ -1,0 +1,92 @@
+#include <cachecar/route/path_forms.hpp>
+
+#include "text.hpp"
+
+#include <vector>
+
+namespace cachecar::route {
+
+namespace {
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+std::string_view path_ambiguity(std::string_view path) {
+    if (path.empty() || path.front() != '/') return {};  // not origin-form: never routed
+    std::size_t start = 1;
+    while (start <= path.size()) {
+        auto end = path.find('/', start);
+        if (end == std::string_view::npos) end = path.size();
+        const auto seg = path.substr(start, end - start);
+        const bool last = end == path.size();
+        if (seg.empty() && !last) return "empty path segment";  // "//": merged by some, kept by others
+        std::string decoded;
+        for (std::size_t i = 0; i < seg.size(); ++i) {
+            const auto c = static_cast<unsigned char>(seg[i]);
+            if (c == '%') {
+                if (i + 2 >= seg.size() || hex_value(seg[i + 1]) < 0 || hex_value(seg[i + 2]) < 0)
+                    return "malformed percent-encoding";
+                const auto byte = static_cast<unsigned char>(hex_value(seg[i + 1]) * 16 + hex_value(seg[i + 2]));
+                if (byte == '/') return "encoded slash";
+                if (byte == '\\') return "encoded backslash";
+                if (byte == ';') return "encoded ';'";
+                if (byte == '%') return "encoded '%' (double decoding)";
+                if (byte < 0x20 || byte == 0x7f) return "encoded control character";
+                decoded.push_back(static_cast<char>(byte));
+                i += 2;
+                continue;
+            }
+            if (c == '\\') return "backslash";
+            if (c == ';') return "';' path parameter";
+            if (c <= 0x20 || c >= 0x7f) return "byte outside printable ASCII";
+            decoded.push_back(static_cast<char>(c));
+        }
+        if (decoded == "." || decoded == "..") return "dot segment";
+        start = end + 1;
+    }
+    return {};
+}
+
+std::string resolved_path(std::string_view path) {
+    std::string decoded = text::percent_decode(path, false);
+    for (auto& c : decoded) {
+        if (c == '\\') c = '/';
+    }
+    const bool trailing = decoded.size() > 1 && decoded.back() == '/';
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= decoded.size()) {
+        auto end = decoded.find('/', start);
+        if (end == std::string::npos) end = decoded.size();
+        std::string seg = decoded.substr(start, end - start);
+        if (auto semi = seg.find(';'); semi != std::string::npos) seg.erase(semi);
+        if (seg == "..") {
+            if (!out.empty()) out.pop_back();
+        } else if (!seg.empty() && seg != ".") {
+            out.push_back(std::move(seg));
+        }
+        start = end + 1;
+    }
+    std::string joined;
+    for (const auto& s : out) {
+        joined += '/';
+        for (char c : s) {
+            if (c == '%') {
+                joined += "%25";
+            } else {
+                joined += c;
+            }
+        }
+    }
+    if (joined.empty()) return "/";
+    if (trailing) joined += '/';
+    return joined;
+}
+
+}  // namespace cachecar::route
