@@ -27,13 +27,6 @@ void header_block::add(std::string_view name, std::string_view value) {
     ++count_;
 }
 
-std::string_view header_block::find(std::string_view name) const {
-    for (const auto& h : *this) {
-        if (util::iequals(h.name, name)) return h.value;
-    }
-    return {};
-}
-
 void header_block::iterator::parse() {
     // add() wrote "name: value\r\n"; names hold no ':' and values no CR.
     if (rest_.empty()) {

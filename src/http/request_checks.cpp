@@ -72,6 +72,13 @@ std::string_view request_head_problem(const bh::request_header<>& h) {
     const auto cl_count = line_count(h, "content-length");
     if (te_count > 0 && cl_count > 0) return "Transfer-Encoding with Content-Length";  // the classic smuggling pair
     if (cl_count > 1) return "repeated Content-Length";
+    if (cl_count == 1) {
+        // Beast accepts a list of equal values ("6, 6", RFC 9110 8.6 allows either);
+        // a reader that takes the first or rejects it would frame the message
+        // differently, so only plain digits pass.
+        const auto cl = trim(*single_value(h, "content-length"));
+        if (cl.empty() || cl.find_first_not_of("0123456789") != std::string_view::npos) return "invalid Content-Length";
+    }
     if (te_count > 1) return "repeated Transfer-Encoding";
     if (te_count == 1) {
         // Only a lone "chunked": any other coding would reach the backend re-framed

@@ -2,6 +2,7 @@
 
 #include "text.hpp"
 
+#include <cstdint>
 #include <vector>
 
 namespace cachecar::route {
@@ -13,6 +14,41 @@ int hex_value(char c) {
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+
+// Whether `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at
+// most U+10FFFF). Old servers decoded the overlong "%c0%af" as '/'.
+bool valid_utf8(std::string_view s) {
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;  // a continuation byte, or 0xc0/0xc1/0xf5+ (overlong or out of range)
+        }
+        if (i + len > s.size()) return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
 }
 
 }  // namespace
@@ -48,6 +84,7 @@ std::string_view path_ambiguity(std::string_view path) {
             decoded.push_back(static_cast<char>(c));
         }
         if (decoded == "." || decoded == "..") return "dot segment";
+        if (!valid_utf8(decoded)) return "percent-encoded bytes that are not UTF-8";
         start = end + 1;
     }
     return {};

@@ -159,6 +159,12 @@ origin_response model_backend(const origin_request& req, std::size_t) {
     const auto m = model_read(req);
     origin_response out;
     out.headers.emplace_back("Vary", "Accept-Language");
+    // A smaller head limit than cachecar's: the HTTP Header Oversize lever of CPDoS.
+    if (req.raw.find("\r\n\r\n") > 8192) {
+        out.status = 400;
+        out.body = "request header too large";
+        return out;
+    }
     if (m.scheme == "http") {
         out.status = 301;
         out.headers.emplace_back("Location", "https://" + m.host + m.prefix + m.path);

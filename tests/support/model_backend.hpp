@@ -19,7 +19,9 @@
 //   when told "http", the redirect-loop gadget); X-Forwarded-Prefix and -Port in links;
 // - the user from Authorization, Cookie or X-API-Key ("profile of <user>");
 // - X-Lang (joined lines) and Accept-Language (with Vary: Accept-Language);
-// - the body, whatever the method.
+// - the body, whatever the method;
+// - and it refuses heads over 8 KiB with 400 (a smaller limit than cachecar's 16 KiB:
+//   the HTTP Header Oversize lever of CPDoS).
 // Paths it knows: /api/v1/items/{id}, /api/v1/videos, /api/v1/profile, /api/v1/feed,
 // /api/v1/search, /api/v1/tracked, /static/*, /catalog, /upload, /not-cached[/*], and
 // /echo (its body is the raw query, for desync gadgets); anything else is 404

@@ -43,10 +43,9 @@ public:
 
     std::size_t size() const { return count_; }
     bool empty() const { return count_ == 0; }
-    // The serialised fields, each ending in CRLF (no final blank line).
+    // The serialised fields, each ending in CRLF (no final blank line). Fields are read
+    // by name through http/message.hpp (every line of a field), never one by one here.
     std::string_view wire() const { return wire_; }
-    // Value of the first field named `name` (ASCII case-insensitive), or "" if none.
-    std::string_view find(std::string_view name) const;
 
     class iterator {
     public:

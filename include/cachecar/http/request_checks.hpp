@@ -43,8 +43,9 @@ bool adopt_absolute_form(beast::http::request_header<>& head);
 
 // Checks a parsed request head for what RFC 9112 answers with 400 but Beast 1.81 lets
 // through, each a way for cachecar and the backend to read one message differently:
-// - framing: Transfer-Encoding with Content-Length, either field repeated, a coding
-//   other than a lone "chunked", Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1, 6.3);
+// - framing: Transfer-Encoding with Content-Length, either field repeated, a
+//   Content-Length that is not plain digits (also "6, 6"), a coding other than a lone
+//   "chunked", Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1, 6.3);
 // - Host: missing in HTTP/1.1, repeated, or not a valid authority (RFC 9112 3.2);
 // - a fragment ('#') in the target, which is never sent (RFC 9112 3.2).
 // Returns why it is rejected, or "" when the head is acceptable.

@@ -15,8 +15,10 @@ namespace cachecar::route {
 // Why backends may read `path` (a raw origin-form path, without the query) as a
 // different resource than the matcher does, or "" when every reading agrees:
 // a dot segment (".", "..", also percent-encoded), an encoded '/' or '\', a raw '\',
-// a ';' (raw or encoded), an empty segment ("//"), an encoded NUL, an encoded '%'
-// (double decoding), a malformed escape, or a byte outside printable ASCII.
+// a ';' (raw or encoded), an empty segment ("//"), an encoded NUL or control
+// character, an encoded '%' (double decoding), a malformed escape, encoded bytes that
+// are not UTF-8 (the overlong "%c0%af" was '/' to old servers), or a raw byte outside
+// printable ASCII. Encoded UTF-8 ("caf%C3%A9") is not ambiguous.
 std::string_view path_ambiguity(std::string_view path);
 
 // The path as the most lenient backends resolve it: decoded once, '\' as '/', ";..."

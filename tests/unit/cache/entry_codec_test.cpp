@@ -1,4 +1,5 @@
 #include <cachecar/cache/entry_codec.hpp>
+#include <cachecar/http/message.hpp>
 
 #include <gtest/gtest.h>
 
@@ -259,7 +260,7 @@ TEST(entry_codec, values_written_by_the_previous_format_v1_still_decode) {
                                .seal();
     const entry e = must_decode(v1);
     EXPECT_EQ(e.status, 203u);
-    EXPECT_EQ(e.headers.find("content-type"), "text/plain");
+    EXPECT_EQ(cachecar::http::list_value(e.headers, "content-type"), "text/plain");
     ASSERT_EQ(e.stamps.size(), 2u);
     EXPECT_EQ(e.stamps[0].category, "videos");
     EXPECT_EQ(e.stamps[0].generation, 7u);
@@ -388,7 +389,8 @@ TEST(entry_codec, header_fields_that_could_split_a_response_are_rejected) {
                   decode_error::malformed);
     }
     // The same layout with a proper field decodes.
-    EXPECT_EQ(must_decode(raw_builder().fixed().u32(1).str("X-Fine").str("v").u32(0).str("").seal()).headers.find("x-fine"),
+    EXPECT_EQ(cachecar::http::list_value(must_decode(raw_builder().fixed().u32(1).str("X-Fine").str("v").u32(0).str("").seal()).headers,
+                                         "x-fine"),
               "v");
 }
 

@@ -145,10 +145,10 @@ TEST(matcher, compiles_keys_categories_and_credential_headers) {
     EXPECT_EQ(c.key_fields[1].from, source::header);
     EXPECT_EQ(c.key_fields[1].text, "accept");
     EXPECT_EQ(c.categories.size(), 2u);
-    EXPECT_EQ(c.credential_headers, (std::vector<std::string>{"authorization", "cookie", "x-api-key", "x-tenant"}));
+    EXPECT_EQ(c.credential_headers, (std::vector<std::string>{"authorization", "proxy-authorization", "cookie", "x-api-key", "x-tenant"}));
     EXPECT_TRUE(m.routes()[1].default_key);
     EXPECT_TRUE(m.routes()[1].key_fields.empty());
-    EXPECT_EQ(m.routes()[1].credential_headers, (std::vector<std::string>{"authorization", "cookie", "x-api-key"}));
+    EXPECT_EQ(m.routes()[1].credential_headers, (std::vector<std::string>{"authorization", "proxy-authorization", "cookie", "x-api-key"}));
 }
 
 TEST(matcher, rejects_what_the_loader_would) {

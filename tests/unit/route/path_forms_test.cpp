@@ -38,7 +38,14 @@ TEST(path_forms, ambiguous_paths) {
         {"/static/%252e%252e/api", true},  // decoded twice by some
         {"/static/%zz", true},
         {"/static/%4", true},
-        {"/static/\xc3\xa9", true},
+        {"/static/\xc3\xa9", true},       // raw non-ASCII: clients encode it, backends differ
+        {"/files/caf%C3%A9", false},         // encoded UTF-8 is one reading everywhere
+        {"/static/..%c0%af/api", true},      // overlong '/', decoded as one by old IIS
+        {"/static/%c0%ae%c0%ae/api", true},  // overlong '.'
+        {"/static/%e0%80%af", true},
+        {"/static/%ed%a0%80", true},         // a surrogate
+        {"/static/%ff", true},
+        {"/static/%f0%9f%98%80", false},     // an emoji
         {"*", false},
     };
     for (const auto& r : table) EXPECT_EQ(!path_ambiguity(r.path).empty(), r.ambiguous) << r.path << ": " << path_ambiguity(r.path);
