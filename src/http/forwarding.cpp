@@ -100,14 +100,19 @@ bool forwarding_policy::trusts(std::string_view peer_address) const {
 }
 
 forwarding_kind classify_forwarding_field(std::string_view name, bool alias_underscores) {
+    // Every request runs each of its fields through here: reject the common names
+    // (Accept, User-Agent, ...) by their first letter before any comparison.
+    if (name.empty()) return forwarding_kind::none;
+    const char first = util::ascii_lower(name.front());
+    if (first != 'x' && first != 'f' && first != 't' && first != 'c') return forwarding_kind::none;
     if (one_of(name,
                {"x-forwarded-for", "x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "x-cluster-client-ip",
                 "fastly-client-ip", "x-originating-ip", "client-ip", "x-remote-ip", "x-remote-addr"},
                alias_underscores))
         return forwarding_kind::client_identity;
-    const auto n = canonical(name, alias_underscores);
-    if (n.starts_with("x-forwarded-") || n == "forwarded" || n == "front-end-https" || n == "x-url-scheme" ||
-        n == "x-scheme")
+    constexpr std::string_view prefix = "x-forwarded-";
+    if ((name.size() > prefix.size() && same_field_name(name.substr(0, prefix.size()), prefix, alias_underscores)) ||
+        one_of(name, {"forwarded", "front-end-https", "x-url-scheme", "x-scheme"}, alias_underscores))
         return forwarding_kind::addressing;
     return forwarding_kind::none;
 }
@@ -117,6 +122,7 @@ bool is_method_override_field(std::string_view name, bool alias_underscores) {
 }
 
 bool is_override_field(std::string_view name, bool alias_underscores) {
+    if (name.empty() || util::ascii_lower(name.front()) != 'x') return false;  // all of them are X-...
     return is_method_override_field(name, alias_underscores) ||
            one_of(name,
                   {"x-original-url", "x-rewrite-url", "x-original-uri", "x-override-url", "x-original-host", "x-host",
@@ -143,8 +149,6 @@ void prepare_forwarded_request(request& req, const forwarding_policy& policy, st
     erase_field(req.base(), "expect");  // answered by cachecar; the body is sent whole
 
     const bool trusted = policy.trusts(peer_address);
-    const std::string chain = trusted ? list_value(req.base(), "x-forwarded-for", alias) : std::string();
-    const std::string via = list_value(req.base(), "via");
     for (auto it = req.begin(); it != req.end();) {
         const auto name = it->name_string();
         bool drop = false;
@@ -155,12 +159,11 @@ void prepare_forwarded_request(request& req, const forwarding_policy& policy, st
             drop = true;
         } else if (is_override_field(name, alias)) {
             drop = !keyed_by(route, name, alias) && !(policy.method_override && is_method_override_field(name, alias));
-        } else if (const auto kind = classify_forwarding_field(name, alias); kind != forwarding_kind::none) {
-            // X-Forwarded-For is always rewritten below; the rest pass only from a
-            // trusted proxy, or where the route keys them.
-            drop = same_field_name(name, "x-forwarded-for", alias) || !(trusted || keyed_by(route, name, alias));
-        } else if (same_field_name(name, "via")) {
-            drop = true;  // appended to below
+        } else if (classify_forwarding_field(name, alias) != forwarding_kind::none) {
+            // Only from a trusted proxy, or where the route keys them. A trusted proxy's
+            // X-Forwarded-For stays, to be extended with the peer when the request is sent.
+            drop = !(trusted || keyed_by(route, name, alias)) ||
+                   (!trusted && same_field_name(name, "x-forwarded-for", alias));
         }
         it = drop ? req.erase(it) : std::next(it);
     }
@@ -170,11 +173,6 @@ void prepare_forwarded_request(request& req, const forwarding_policy& policy, st
     } else if (line_count(req.base(), "host") == 0) {
         req.set(bh::field::host, policy.upstream_authority);
     }
-    if (!peer_address.empty()) {
-        req.set("X-Forwarded-For", chain.empty() ? std::string(peer_address) : chain + ", " + std::string(peer_address));
-    }
-    req.set(bh::field::via, via.empty() ? std::string("1.1 cachecar") : via + ", 1.1 cachecar");
-
     if (route != nullptr && !route->cfg.ignore_query.empty()) {
         auto target = without_ignored_parameters(req.target(), route->cfg.ignore_query);
         if (target != req.target()) req.target(target);
@@ -183,9 +181,13 @@ void prepare_forwarded_request(request& req, const forwarding_policy& policy, st
 
 std::vector<std::pair<std::string, std::string>> addressing_fields(const request& prepared, bool alias_underscores) {
     std::vector<std::pair<std::string, std::string>> out;
-    for_each_line(prepared.base(), "host", [&](std::string_view v) { out.emplace_back("host", v); });
+    out.reserve(2);
     for (const auto& f : prepared) {
         const auto name = f.name_string();
+        if (f.name() == bh::field::host) {
+            out.emplace_back("host", f.value());
+            continue;
+        }
         if (classify_forwarding_field(name, alias_underscores) != forwarding_kind::addressing) continue;
         if (same_field_name(name, "forwarded")) {
             std::vector<std::string> values;
@@ -201,11 +203,13 @@ std::vector<std::pair<std::string, std::string>> addressing_fields(const request
     return out;
 }
 
-request make_upstream_request(const request& prepared, bool cacheable_route, bool head_as_get) {
+request make_upstream_request(const request& prepared, std::string_view peer_address, bool cacheable_route,
+                              bool head_as_get) {
     const bool as_get = head_as_get && prepared.method() == bh::verb::head;
     request out{as_get ? bh::verb::get : prepared.method(), prepared.target(), 11};
     if (prepared.method() == bh::verb::unknown) out.method_string(prepared.method_string());
     bool had_length = false;
+    std::string forwarded_for, via;
     for (const auto& f : prepared) {
         const auto name = f.name_string();
         if (same_field_name(name, "content-length")) {
@@ -215,8 +219,21 @@ request make_upstream_request(const request& prepared, bool cacheable_route, boo
         // cachecar answers the client's validators itself from what it stores.
         if (cacheable_route && (same_field_name(name, "if-none-match") || same_field_name(name, "if-modified-since")))
             continue;
+        // Extended below (only a trusted proxy's X-Forwarded-For survived preparation).
+        if (same_field_name(name, "x-forwarded-for") || same_field_name(name, "via")) {
+            auto& joined = same_field_name(name, "via") ? via : forwarded_for;
+            if (!joined.empty()) joined += ", ";
+            joined += f.value();
+            continue;
+        }
         out.insert(name, f.value());
     }
+    if (!peer_address.empty()) {
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for += peer_address;
+    }
+    if (!forwarded_for.empty()) out.set("X-Forwarded-For", forwarded_for);
+    out.set(bh::field::via, via.empty() ? std::string("1.1 cachecar") : via + ", 1.1 cachecar");
     out.body() = prepared.body();
     out.keep_alive(true);
     const auto m = out.method();

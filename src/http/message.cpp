@@ -57,18 +57,30 @@ void erase_field(beast::http::fields& fields, std::string_view name, bool alias_
 }
 
 void strip_hop_by_hop(beast::http::fields& fields, bool alias_underscores) {
+    // One pass by Beast's field codes (every request and response goes through here);
+    // the names Connection lists are collected on the way and removed after.
     std::vector<std::string> named;
-    for_each_line(fields, "connection", [&](std::string_view line) {
-        for_each_list_item(line, [&](std::string_view token) {
-            if (!util::iequals(token, "host")) named.emplace_back(token);
-        });
-    });
-    for (const auto& name : named) erase_field(fields, name, alias_underscores);
-    for (auto f : {beast::http::field::connection, beast::http::field::keep_alive, beast::http::field::proxy_connection,
-                   beast::http::field::te, beast::http::field::trailer, beast::http::field::transfer_encoding,
-                   beast::http::field::upgrade}) {
-        fields.erase(f);
+    for (auto it = fields.begin(); it != fields.end();) {
+        using beast::http::field;
+        switch (it->name()) {
+        case field::connection:
+            for_each_list_item(it->value(), [&](std::string_view token) {
+                if (!util::iequals(token, "host")) named.emplace_back(token);
+            });
+            [[fallthrough]];
+        case field::keep_alive:
+        case field::proxy_connection:
+        case field::te:
+        case field::trailer:
+        case field::transfer_encoding:
+        case field::upgrade:
+            it = fields.erase(it);
+            break;
+        default:
+            ++it;
+        }
     }
+    for (const auto& name : named) erase_field(fields, name, alias_underscores);
 }
 
 bool is_idempotent(beast::http::verb method) {

@@ -283,13 +283,14 @@ net::awaitable<reply> proxy::handle(request& req, const connection_info& conn) {
     co_return r;
 }
 
-net::awaitable<fetched> proxy::fetch(const request& req, const connection_info&, const snapshot& snap,
+net::awaitable<fetched> proxy::fetch(const request& req, const connection_info& conn, const snapshot& snap,
                                      const route::compiled_route* route) {
     fetched out;
     const auto t0 = std::chrono::steady_clock::now();
     // A cacheable route asks for the whole response even for a HEAD, so it can be
     // stored and answer later GETs (nginx's proxy_cache_convert_head).
-    out.upstream = co_await snap.upstream->send(make_upstream_request(req, route != nullptr, route != nullptr));
+    out.upstream =
+        co_await snap.upstream->send(make_upstream_request(req, conn.client_address, route != nullptr, route != nullptr));
     out.upstream_seconds = seconds_since(t0);
     metrics_.upstream_seconds().observe(out.upstream_seconds);
     if (!out.upstream) {
@@ -418,8 +419,11 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
     const bool alias = snap.cfg.server.underscores_in_headers;
     const keyed_request keyed(req, m.params, alias);
     const auto& view = keyed.view();
-    const std::string key = route::request_key(snap.cfg.server.key_namespace, route, view);
-    const bool credentialed = !route::credential_fingerprint(route, view).empty();
+    const std::string credential = route::credential_fingerprint(route, view);
+    const bool credentialed = !credential.empty();
+    // As route::request_key: per credential, unless the route is shared.
+    const std::string key =
+        route::build_key(snap.cfg.server.key_namespace, route, view, route.cfg.shared ? std::string() : credential);
     const bool head = req.method() == bh::verb::head;
 
     // The categories a fill would be stamped with. A route with a shared tier needs
@@ -451,8 +455,11 @@ net::awaitable<reply> proxy::serve_cacheable(request& req, const connection_info
         count(result);
         const auto tier_name = config::to_string(tier);
         reply r;
-        if (not_modified(req, single_value(e->headers, "etag").value_or(""),
-                         single_value(e->headers, "last-modified").value_or(""))) {
+        // The stored validators are looked up only for a conditional request: a hit
+        // must not pay for reading its stored fields.
+        const bool conditional = line_count(req.base(), "if-none-match") + line_count(req.base(), "if-modified-since") > 0;
+        if (conditional && not_modified(req, single_value(e->headers, "etag").value_or(""),
+                                        single_value(e->headers, "last-modified").value_or(""))) {
             r = not_modified_reply(*e, x_cache, tier_name);
         } else {
             r.hit = e;

@@ -55,14 +55,30 @@ bool valid_utf8(std::string_view s) {
 
 std::string_view path_ambiguity(std::string_view path) {
     if (path.empty() || path.front() != '/') return {};  // not origin-form: never routed
+    // Fast path (every request): printable ASCII without '%', '\\' and ';', and no
+    // empty or dot-only segment, cannot be read two ways.
+    bool plain = true;
+    std::size_t seg_start = 1;
+    for (std::size_t i = 1; i <= path.size() && plain; ++i) {
+        if (i == path.size() || path[i] == '/') {
+            const auto seg = path.substr(seg_start, i - seg_start);
+            plain = seg != "." && seg != ".." && (!seg.empty() || i == path.size());
+            seg_start = i + 1;
+            continue;
+        }
+        const auto c = static_cast<unsigned char>(path[i]);
+        plain = c > 0x20 && c < 0x7f && c != '%' && c != '\\' && c != ';';
+    }
+    if (plain) return {};
     std::size_t start = 1;
+    std::string decoded;  // one buffer for every segment: no allocation per request for short ones
     while (start <= path.size()) {
         auto end = path.find('/', start);
         if (end == std::string_view::npos) end = path.size();
         const auto seg = path.substr(start, end - start);
         const bool last = end == path.size();
         if (seg.empty() && !last) return "empty path segment";  // "//": merged by some, kept by others
-        std::string decoded;
+        decoded.clear();
         for (std::size_t i = 0; i < seg.size(); ++i) {
             const auto c = static_cast<unsigned char>(seg[i]);
             if (c == '%') {

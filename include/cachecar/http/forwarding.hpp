@@ -54,20 +54,21 @@ bool is_method_override_field(std::string_view name, bool alias_underscores);
 std::string overridden_method(const request& req, const forwarding_policy& policy);
 
 // Rewrites `req` in place into the request the backend gets, except the per-exchange
-// parts make_upstream_request() adds (framing; on cacheable routes, dropping the
-// client's validators, which cachecar answers itself). In this order:
+// parts make_upstream_request() adds (framing, the peer in X-Forwarded-For, Via; on
+// cacheable routes, dropping the client's validators, which cachecar answers itself;
+// none of them is keyed, and a hit never pays for them). In this order:
 //  1. hop-by-hop fields and every field a Connection line names; Expect (cachecar has
 //     answered it);
 //  2. field names with '_' unless underscores_in_headers (nginx's default: CGI-style
 //     backends read X_API_KEY as X-API-Key);
 //  3. override fields, unless `route` keys them (method overrides: unless
 //     method_override is on);
-//  4. forwarding fields, unless the peer is a trusted proxy or `route` keys them;
+//  4. forwarding fields, unless the peer is a trusted proxy or `route` keys them
+//     (an untrusted client's X-Forwarded-For always goes);
 //  5. the route's strip_headers;
 //  6. Host: upstream_host when set; the upstream's authority when the client sent none
 //     (HTTP/1.0);
-//  7. X-Forwarded-For: the peer's address, after a trusted proxy's chain; Via appended;
-//  8. the route's ignore_query parameters removed from the target (the rest of the
+//  7. the route's ignore_query parameters removed from the target (the rest of the
 //     target is left byte for byte as sent).
 // `route` is the cacheable route the request matched, or null.
 void prepare_forwarded_request(request& req, const forwarding_policy& policy, std::string_view peer_address,
@@ -81,8 +82,11 @@ std::vector<std::pair<std::string, std::string>> addressing_fields(const request
 
 // The message sent upstream for a prepared request: its method (a HEAD becomes a GET
 // when `head_as_get`, so the answer can be stored and serve later GETs), target,
-// fields and body, framed afresh; on a cacheable route without the client's
-// If-None-Match / If-Modified-Since, so the full response comes back to be stored.
-request make_upstream_request(const request& prepared, bool cacheable_route, bool head_as_get);
+// fields and body, framed afresh; X-Forwarded-For ends with `peer_address` (after a
+// trusted proxy's chain) and Via with "1.1 cachecar"; on a cacheable route without
+// the client's If-None-Match / If-Modified-Since, so the full response comes back to
+// be stored.
+request make_upstream_request(const request& prepared, std::string_view peer_address, bool cacheable_route,
+                              bool head_as_get);
 
 }  // namespace cachecar::http

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace cachecar::http {
 
@@ -37,6 +38,14 @@ inline std::string_view field_value(const cache::header_view& f) { return f.valu
 // Calls `f(value)` for every line of the field, in order.
 template <class Fields, class F>
 void for_each_line(const Fields& fields, std::string_view name, F&& f, bool alias_underscores = false) {
+    if constexpr (std::is_base_of_v<beast::http::fields, Fields>) {
+        if (!alias_underscores) {
+            // Beast keeps a case-insensitive index by name, with a name's lines in order.
+            auto [first, last] = fields.equal_range(name);
+            for (auto it = first; it != last; ++it) f(it->value());
+            return;
+        }
+    }
     for (const auto& line : fields) {
         if (same_field_name(field_name(line), name, alias_underscores)) f(field_value(line));
     }
