@@ -87,8 +87,10 @@ forwarding_policy forwarding_policy::from(const config::server_config& server) {
     p.upstream_host = server.upstream_host;
     const auto& up = server.upstream;
     const bool v6 = up.host.find(':') != std::string::npos;
-    p.upstream_authority = v6 ? "[" + up.host + "]" : up.host;
-    if (up.port != 80) p.upstream_authority += ":" + std::to_string(up.port);
+    // Appended piecewise: GCC 12 -O3 misreports "x" + std::string&& (-Wstringop-overflow).
+    if (v6) p.upstream_authority.append("[").append(up.host).append("]");
+    else p.upstream_authority = up.host;
+    if (up.port != 80) p.upstream_authority.append(":").append(std::to_string(up.port));
     p.underscores_in_headers = server.underscores_in_headers;
     p.method_override = server.method_override;
     return p;

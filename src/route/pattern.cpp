@@ -32,7 +32,14 @@ bool has_control(std::string_view s) {
     });
 }
 
-std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+// Built by appending: GCC 12 at -O3 misreports "\"" + std::string&& as a memcpy past
+// any object size (-Wstringop-overflow, GCC bug 105329), failing -Werror Release builds.
+std::string quoted(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out.append("\"").append(s).append("\"");
+    return out;
+}
 
 parsed<path_pattern> parse_path(std::string_view path) {
     using result_t = parsed<path_pattern>;
