@@ -186,7 +186,7 @@ outcome next_request(fixture& t, boost::beast::test::stream& client, boost::beas
         const http::keyed_request keyed(req, decision.invalidation.params, false);
         (void)route::expand_categories(decision.invalidation.target->purges, keyed.view());
     }
-    (void)http::make_upstream_request(req, "127.0.0.1", decision.cacheable, true);
+    (void)http::make_upstream_request(req, "127.0.0.1", static_cast<bool>(decision.cacheable), true);
     return outcome::served;
 }
 
