@@ -117,7 +117,8 @@ bool ignored_query_name(const std::vector<std::string>& ignore, std::string_view
 
 std::optional<std::string> unkeyed_query_parameter(const compiled_route& route, std::string_view query) {
     if (route.default_key || query.empty()) return std::nullopt;
-    for (const auto& [name, value] : parse_query(query)) {
+    for (const auto& param : parse_query(query)) {
+        const auto& name = param.first;
         const bool keyed = std::any_of(route.key_fields.begin(), route.key_fields.end(),
                                        [&](const template_part& f) { return f.from == source::query && f.text == name; });
         if (!keyed && !ignored_query_name(route.cfg.ignore_query, name)) return name;
