@@ -3,7 +3,8 @@
 // route/key_builder.hpp against fuzzed request parts. Checks:
 //  - parsers answer a value or a message, never throw;
 //  - keys are "<namespace>:<route>:<64 hex>", deterministic, and ignore the order of
-//    query parameters (parse_query sorts them);
+//    query parameters across names (parse_query sorts by name; repeated names keep
+//    their order, which backends read);
 //  - expansion stays bounded (64 categories per template) and has no duplicates;
 //  - a purge template always reaches itself, and a category's shape is stable.
 #include "fuzz_common.hpp"
@@ -25,7 +26,10 @@ namespace {
 
 using namespace cachecar;
 
-std::string reversed_query(std::string_view q) {
+// The query's parameters in reverse order, except that parameters of one (decoded)
+// name keep their order among themselves: order across names is no meaning to a
+// backend, order within a name is (the first or the last value wins).
+std::string reordered_query(std::string_view q) {
     std::vector<std::string_view> items;
     while (true) {
         const auto amp = q.find('&');
@@ -33,10 +37,27 @@ std::string reversed_query(std::string_view q) {
         if (amp == std::string_view::npos) break;
         q.remove_prefix(amp + 1);
     }
+    std::reverse(items.begin(), items.end());
+    auto name_of = [](std::string_view item) {
+        const auto parsed = route::parse_query(item.substr(0, item.find('=')));
+        return parsed.empty() ? std::string() : parsed.front().first;
+    };
+    // Reversing flipped each name's values; flip them back, name by name.
+    std::vector<std::string> names;
+    for (auto item : items) names.push_back(name_of(item));
+    std::set<std::string> done;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (!done.insert(names[i]).second) continue;  // flipped with its first occurrence
+        std::vector<std::size_t> same;
+        for (std::size_t j = i; j < items.size(); ++j) {
+            if (names[j] == names[i]) same.push_back(j);
+        }
+        for (std::size_t a = 0, b = same.size() - 1; a < b; ++a, --b) std::swap(items[same[a]], items[same[b]]);
+    }
     std::string out;
-    for (auto it = items.rbegin(); it != items.rend(); ++it) {
-        if (!out.empty() || it != items.rbegin()) out += '&';
-        out += *it;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i != 0) out += '&';
+        out += items[i];
     }
     return out;
 }
@@ -97,7 +118,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(key.size() == prefix.size() + 64 && key.compare(0, prefix.size(), prefix) == 0);
     FUZZ_CHECK(key == route::request_key(ns, r, req));
 
-    const std::string reordered = reversed_query(query);
+    const std::string reordered = reordered_query(query);
     const route::request_view req2{method, path, reordered, headers, body, &params};
     FUZZ_CHECK(key == route::request_key(ns, r, req2));
 
