@@ -2,6 +2,8 @@
 
 #include <cachecar/net.hpp>
 
+#include <boost/beast/websocket.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <future>
@@ -57,6 +59,8 @@ struct test_origin::impl {
     std::vector<origin_request> seen;
     std::vector<std::weak_ptr<beast::tcp_stream>> connections;  // guarded by mutex
     std::atomic<std::size_t> sequence{0};
+    std::atomic<std::size_t> record_limit{16u << 20};
+    std::atomic<std::size_t> active_requests{0};
     std::size_t connection_count = 0;  // accept loop only
 
     // Runs `f` on `ex` and waits for it; rethrows what it threw.
@@ -106,21 +110,31 @@ struct test_origin::impl {
         stream.socket().close(ec);
     }
 
-    // Reads one request, keeping the exact bytes it was made of. The parser is fed by
-    // hand (put) so that what it consumed is known; bytes past the request stay in
-    // `pending` for the next one. False: the connection ended or sent garbage.
+    // Reads one request, keeping the exact bytes it was made of (the body only up to
+    // `record`; the rest is counted). The parser is fed by hand (put) so that what it
+    // consumed is known; bytes past the request stay in `pending` for the next one.
+    // False: the connection ended or sent garbage.
     static net::awaitable<bool> read_request(beast::tcp_stream& stream, std::string& pending,
-                                             bh::request_parser<bh::string_body>& parser, std::string& raw) {
+                                             bh::request_parser<bh::buffer_body>& parser, origin_request& r,
+                                             std::size_t record) {
         parser.header_limit(1u << 20);
-        parser.body_limit(1u << 30);
+        parser.body_limit(boost::none);
         parser.eager(true);
+        std::vector<char> scratch(65536);
         error_code ec;
         for (;;) {
             if (!pending.empty()) {
+                auto& b = parser.get().body();
+                b.data = scratch.data();
+                b.size = scratch.size();
+                const bool head_done = parser.is_header_done();
                 const auto used = parser.put(net::buffer(pending), ec);
-                raw.append(pending, 0, used);
+                const std::size_t got = scratch.size() - b.size;
+                if (!head_done || r.raw.size() < record) r.raw.append(pending, 0, used);
                 pending.erase(0, used);
-                if (ec == bh::error::need_more) {
+                r.body_bytes += got;
+                if (r.body.size() < record) r.body.append(scratch.data(), std::min(got, record - r.body.size()));
+                if (ec == bh::error::need_buffer || ec == bh::error::need_more) {
                     ec = {};
                 } else if (ec) {
                     co_return false;
@@ -128,11 +142,78 @@ struct test_origin::impl {
                 if (parser.is_done()) co_return true;
                 if (used > 0 && !pending.empty()) continue;
             }
-            char chunk[16384];
+            char chunk[65536];
             stream.expires_after(std::chrono::seconds(30));
             const auto n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
             if (ec) co_return false;
             pending.append(chunk, n);
+        }
+    }
+
+    // The streaming answers of origin_response: chunked parts behind a gate, a generated
+    // body, trailers. False: the connection must close.
+    static net::awaitable<bool> answer_streaming(beast::tcp_stream& stream, const origin_response& out,
+                                                 const bh::request<bh::empty_body>& req) {
+        error_code ec;
+        std::string head = "HTTP/1.1 " + std::to_string(out.status) + " " +
+                           std::string(bh::obsolete_reason(static_cast<bh::status>(out.status))) + "\r\n";
+        bool has_type = false;
+        for (const auto& [k, v] : out.headers) {
+            head += k + ": " + v + "\r\n";
+            has_type = has_type || beast::iequals(k, "content-type");
+        }
+        if (!has_type) head += "Content-Type: text/plain\r\n";
+        if (!out.parts.empty()) {
+            head += "Transfer-Encoding: chunked\r\n\r\n";
+            co_await net::async_write(stream, net::buffer(head), net::redirect_error(net::use_awaitable, ec));
+            for (std::size_t i = 0; i < out.parts.size() && !ec; ++i) {
+                if (i > 0 && out.gate) {
+                    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                    while (!out.gate(i)) {
+                        if (std::chrono::steady_clock::now() > deadline) co_return false;  // the client never got part i-1
+                        net::steady_timer t(stream.get_executor(), std::chrono::milliseconds(1));
+                        co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+                    }
+                }
+                char size[32];
+                const auto n = std::snprintf(size, sizeof size, "%zx\r\n", out.parts[i].size());
+                std::array<net::const_buffer, 3> chunk{net::buffer(size, static_cast<std::size_t>(n)), net::buffer(out.parts[i]),
+                                                       net::buffer("\r\n", 2)};
+                stream.expires_after(std::chrono::seconds(30));
+                co_await net::async_write(stream, chunk, net::redirect_error(net::use_awaitable, ec));
+            }
+            const std::string last = "0\r\n" + out.trailers + "\r\n";
+            if (!ec) co_await net::async_write(stream, net::buffer(last), net::redirect_error(net::use_awaitable, ec));
+        } else {
+            head += "Content-Length: " + std::to_string(out.generated_bytes) + "\r\n\r\n";
+            co_await net::async_write(stream, net::buffer(head), net::redirect_error(net::use_awaitable, ec));
+            if (req.method() != bh::verb::head) {
+                std::vector<char> piece(65536);
+                for (std::uint64_t sent = 0; sent < out.generated_bytes && !ec;) {
+                    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), out.generated_bytes - sent));
+                    for (std::size_t k = 0; k < n; ++k) piece[k] = generated_byte(sent + k);
+                    stream.expires_after(std::chrono::seconds(60));
+                    co_await net::async_write(stream, net::buffer(piece.data(), n), net::redirect_error(net::use_awaitable, ec));
+                    sent += n;
+                }
+            }
+        }
+        co_return !ec;
+    }
+
+    // Accepts the WebSocket upgrade of `req` and echoes messages until either side closes.
+    static net::awaitable<void> echo_websocket(beast::tcp_stream& stream, bh::request<bh::string_body> req) {
+        beast::websocket::stream<beast::tcp_stream&> ws(stream);
+        error_code ec;
+        stream.expires_never();
+        co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
+        beast::flat_buffer buffer;
+        while (!ec) {
+            co_await ws.async_read(buffer, net::redirect_error(net::use_awaitable, ec));
+            if (ec) break;
+            ws.text(ws.got_text());
+            co_await ws.async_write(buffer.data(), net::redirect_error(net::use_awaitable, ec));
+            buffer.consume(buffer.size());
         }
     }
 
@@ -146,13 +227,17 @@ struct test_origin::impl {
         auto& stream = *owned;
         std::string pending;
         for (;;) {
-            bh::request_parser<bh::string_body> parser;
+            bh::request_parser<bh::buffer_body> parser;
             origin_request r;
-            if (!co_await read_request(stream, pending, parser, r.raw)) co_return;
-            auto req = parser.release();
+            ++active_requests;
+            struct done_counting {
+                std::atomic<std::size_t>& n;
+                ~done_counting() { --n; }
+            } counting{active_requests};
+            if (!co_await read_request(stream, pending, parser, r, record_limit.load())) co_return;
+            bh::request<bh::empty_body> req{parser.get().base()};
             r.method = std::string(req.method_string());
             r.target = std::string(req.target());
-            r.body = req.body();
             r.connection = connection_no;
             // Field lines in true arrival order come from the raw head (Beast's field
             // list groups lines of one name together); the parsed fields that are not
@@ -192,7 +277,18 @@ struct test_origin::impl {
                 co_await answer_with_fault(stream, out);
                 co_return;
             }
-            if (out.fault == origin_fault::raw_keep_open) {
+            if (out.websocket_echo) {
+                bh::request<bh::string_body> upgrade{req.base()};
+                co_await echo_websocket(stream, std::move(upgrade));
+                co_return;
+            }
+            if (!out.parts.empty() || out.generated_bytes > 0) {
+                if (!co_await answer_streaming(stream, out, req)) {
+                    error_code ignored;
+                    stream.socket().close(ignored);
+                    co_return;
+                }
+            } else if (out.fault == origin_fault::raw_keep_open) {
                 co_await net::async_write(stream, net::buffer(out.body), net::redirect_error(net::use_awaitable, ec));
             } else {
                 bh::response<bh::string_body> res{static_cast<bh::status>(out.status), 11};
@@ -294,6 +390,10 @@ std::vector<origin_request> test_origin::requests() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->seen;
 }
+
+void test_origin::set_record_limit(std::size_t bytes) { impl_->record_limit = bytes; }
+
+std::size_t test_origin::active() const { return impl_->active_requests.load(); }
 
 void test_origin::reset_counts() {
     std::lock_guard lock(impl_->mutex);

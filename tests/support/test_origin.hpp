@@ -31,6 +31,9 @@ struct origin_request {
     std::vector<std::pair<std::string, std::string>> trailers;  // chunked trailer fields, if any
     std::string raw;  // the exact bytes of the request as they arrived (head, body framing, trailers)
     std::size_t connection = 0;  // which connection it came on (1, 2, ...): tells reuse from a fresh connect
+    // The body's whole size; `body` (and `raw`) keep only its first record_body_bytes
+    // (test_origin::set_record_limit), so gigabyte uploads cost the origin nothing.
+    std::uint64_t body_bytes = 0;
 };
 
 enum class origin_fault {
@@ -57,7 +60,25 @@ struct origin_response {
     // open: bytes that belong to no request (response desync).
     std::string late_bytes{};
     std::chrono::milliseconds late_delay{0};
+    // Streaming answers (instead of `body`):
+    // - `parts`: Transfer-Encoding: chunked, one chunk per part, each written (and so
+    //   flushed) on its own; before part i >= 1 the origin waits until gate(i) holds
+    //   (polled every millisecond, for up to 10 s, then it gives up and closes): a test
+    //   lets part i go only once its client has received part i - 1, so a proxy that
+    //   buffers deadlocks and fails by that deadline, never by a timing;
+    //   `trailers` ("Name: value\r\n" lines) follow the last chunk;
+    // - `generated_bytes`: a body of that many bytes of a repeating pattern
+    //   (generated_byte(i)), with Content-Length, written 64 KiB at a time;
+    // - `websocket_echo`: accept the request's WebSocket upgrade and echo every message.
+    std::vector<std::string> parts{};
+    std::function<bool(std::size_t)> gate{};
+    std::string trailers{};
+    std::uint64_t generated_bytes = 0;
+    bool websocket_echo = false;
 };
+
+// Byte i of a generated body.
+inline char generated_byte(std::uint64_t i) { return static_cast<char>('a' + (i * 7 + i / 4096) % 26); }
 
 class test_origin {
 public:
@@ -75,6 +96,12 @@ public:
     void stop();
     // Listens again on the same port; throws std::system_error if it has been taken.
     void restart();
+
+    // How much of each request body (and raw request) is recorded; the rest is counted
+    // and discarded. Default 16 MiB.
+    void set_record_limit(std::size_t bytes);
+    // Requests currently being received or answered (for tests that hold connections).
+    std::size_t active() const;
 
     std::size_t count() const;
     // Requests whose target starts with `prefix`.
