@@ -1,5 +1,6 @@
 // cachecar: command line, signals and process lifecycle. Everything else lives in the core.
 #include <cachecar/app/app.hpp>
+#include <cachecar/app/tier_checks.hpp>
 #include <cachecar/config/config.hpp>
 #include <cachecar/net.hpp>
 
@@ -81,10 +82,11 @@ int main(int argc, char** argv) {
 
     cachecar::config::load_result loaded;
     if (!opt.config_given && !std::filesystem::exists("conf/cachecar.yaml")) {
-        loaded = cachecar::config::load_string(cachecar::config::embedded_default_yaml(), "<embedded default>");
+        loaded = cachecar::config::load_string(cachecar::config::embedded_default_yaml(), "<embedded default>",
+                                               cachecar::tier_checks());
     } else {
         if (!opt.config_given) opt.config_file = "conf/cachecar.yaml";
-        loaded = cachecar::config::load_file(opt.config_file);
+        loaded = cachecar::config::load_file(opt.config_file, cachecar::tier_checks());
     }
     if (!loaded.value) return print_diagnostics(loaded.errors);
     if (opt.check) {

@@ -52,7 +52,7 @@ constexpr config::tier_kind all_kinds[] = {config::tier_kind::memory, config::ti
 
 }  // namespace
 
-admin_api::admin_api(http::snapshot_holder& snapshots, cache::tier_chain& tiers, stats::registry& metrics,
+admin_api::admin_api(snapshot_holder& snapshots, cache::tier_chain& tiers, stats::registry& metrics,
                      admin_hooks hooks)
     : snapshots_(snapshots), tiers_(tiers), metrics_(metrics), hooks_(std::move(hooks)) {}
 

@@ -1,4 +1,5 @@
 #include <cachecar/app/app.hpp>
+#include <cachecar/app/tier_checks.hpp>
 #include <cachecar/logging.hpp>
 
 #include <cachecar/cache/memory/memory_tier.hpp>
@@ -6,7 +7,7 @@
 #include <cachecar/cache/redis/redis_generations.hpp>
 #include <cachecar/cache/redis/redis_tier.hpp>
 #include <cachecar/cache/tier_chain.hpp>
-#include <cachecar/http/proxy.hpp>
+#include <cachecar/proxy/handler.hpp>
 #include <cachecar/http/server.hpp>
 
 #include <cachecar/logging.hpp>
@@ -102,10 +103,10 @@ struct app::impl {
           mongo(make_mongo_connection(cfg, metrics)),
           generations(make_generations(redis_generations, mongo, cfg, metrics)),
           tiers(io.get_executor(), memory, generations, metrics),
-          proxy(snapshots, tiers, metrics),
+          proxy_handler(snapshots, tiers, metrics),
           admin(snapshots, tiers, metrics,
                 admin::admin_hooks{[this] { return reload_from_file(); }, [this] { return gauges(); }}),
-          client_server(io, proxy, "proxy", threads),
+          client_server(io, proxy_handler, "proxy", threads),
           admin_server(io, admin, "admin", threads) {
         logging::apply(cfg.logging);
         auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
@@ -117,21 +118,21 @@ struct app::impl {
             tiers.set_tier(config::tier_kind::mongo,
                            std::make_shared<cache::mongo::mongo_tier>(mongo, cfg.server.key_namespace, metrics));
         }
-        snapshots.store(std::make_shared<const http::snapshot>(std::move(cfg), metrics, std::move(pool)));
+        snapshots.store(std::make_shared<const snapshot>(std::move(cfg), metrics, std::move(pool)));
     }
 
     std::vector<stats::registry::gauge_sample> gauges() const {
         return {
             {"cachecar_connections", {{"listener", "proxy"}}, static_cast<double>(client_server.active_connections())},
             {"cachecar_connections", {{"listener", "admin"}}, static_cast<double>(admin_server.active_connections())},
-            {"cachecar_fills_in_flight", {}, static_cast<double>(proxy.fills_in_flight())},
+            {"cachecar_fills_in_flight", {}, static_cast<double>(proxy_handler.fills_in_flight())},
             {"cachecar_threads", {}, static_cast<double>(threads)},
         };
     }
 
     admin::reload_outcome reload_from_file() {
         const auto file = snapshots.load()->cfg.source_file;
-        auto loaded = config::load_file(file);
+        auto loaded = config::load_file(file, tier_checks());
         if (!loaded.value) {
             admin::reload_outcome out;
             for (const auto& d : loaded.errors) out.errors.push_back(d.to_string());
@@ -224,7 +225,7 @@ struct app::impl {
                         : std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(next));
         logging::apply(next.logging);
         try {
-            snapshots.store(std::make_shared<const http::snapshot>(std::move(next), metrics, std::move(pool)));
+            snapshots.store(std::make_shared<const snapshot>(std::move(next), metrics, std::move(pool)));
         } catch (const std::exception& e) {
             out.errors.push_back(std::string("cannot compile routes: ") + e.what());
             metrics.get("cachecar_reloads_total", {{"outcome", "rejected"}})++;
@@ -275,8 +276,8 @@ struct app::impl {
     std::shared_ptr<cache::mongo::mongo_connection> mongo;
     std::shared_ptr<cache::generation_store> generations;
     cache::tier_chain tiers;
-    http::snapshot_holder snapshots;
-    http::proxy proxy;
+    snapshot_holder snapshots;
+    proxy::handler proxy_handler;
     admin::admin_api admin;
     http::server client_server;
     http::server admin_server;

@@ -1,7 +1,5 @@
 // YAML -> validated config. The loader keeps going after a problem so that one
 // `cachecar --check` run lists every mistake in the file, each with its position.
-#include <cachecar/cache/mongo/mongo_tier.hpp>
-#include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/config/config.hpp>
 #include <cachecar/route/pattern.hpp>
 #include <cachecar/util/address.hpp>
@@ -267,7 +265,8 @@ struct entry {
 
 class loader {
 public:
-    loader(std::string file, env_lookup env) : file_(std::move(file)), env_(std::move(env)) {}
+    loader(std::string file, env_lookup env, const tier_checks& checks)
+        : file_(std::move(file)), env_(std::move(env)), checks_(checks) {}
 
     load_result run(std::string_view text) {
         config cfg;
@@ -667,9 +666,14 @@ private:
                         auto url = scalar(m.value);
                         if (!url) continue;
                         // The tier's own parser decides, so --check accepts exactly what runs.
-                        auto parsed_url = cache::redis::parse_redis_url(*url);
-                        if (!parsed_url)
-                            error(m.value, "bad Redis URL " + quoted(*url) + ": " + parsed_url.error +
+                        std::string problem;
+                        if (checks_.redis_url) {
+                            problem = checks_.redis_url(*url);
+                        } else if (url->rfind("redis://", 0) != 0 && url->rfind("unix://", 0) != 0) {
+                            problem = "redis URL must start with redis:// or unix://";
+                        }
+                        if (!problem.empty())
+                            error(m.value, "bad Redis URL " + quoted(*url) + ": " + problem +
                                                " (expected redis://[user:pass@]host:port/db or unix:///path.sock)");
                         else
                             r.url = *url;
@@ -686,9 +690,10 @@ private:
                         if (!uri) continue;
                         if (uri->rfind("mongodb://", 0) != 0 && uri->rfind("mongodb+srv://", 0) != 0) {
                             error(f.value, "bad MongoDB URI " + quoted(*uri) + " (expected mongodb://host:port)");
-                        } else if (auto driver = cache::mongo::validate_uri(*uri); !driver) {
+                        } else if (auto problem = checks_.mongo_uri ? checks_.mongo_uri(*uri) : std::string();
+                                   !problem.empty()) {
                             // The driver's own parser decides, so --check accepts exactly what runs.
-                            error(f.value, "bad MongoDB URI " + quoted(*uri) + ": " + driver.error);
+                            error(f.value, "bad MongoDB URI " + quoted(*uri) + ": " + problem);
                         } else {
                             m.uri = *uri;
                         }
@@ -944,6 +949,7 @@ private:
 
     std::string file_;
     env_lookup env_;
+    const tier_checks& checks_;
     std::vector<diagnostic> errors_;
     const tiers_config* tiers_ = nullptr;              // set once `tiers:` is parsed
     std::vector<route::category_template> produced_;  // every route's category templates
@@ -951,11 +957,11 @@ private:
 
 }  // namespace
 
-load_result load_string(std::string_view yaml_text, const std::string& file_name) {
-    return loader(file_name, process_env()).run(yaml_text);
+load_result load_string(std::string_view yaml_text, const std::string& file_name, const tier_checks& checks) {
+    return loader(file_name, process_env(), checks).run(yaml_text);
 }
 
-load_result load_file(const std::string& path) {
+load_result load_file(const std::string& path, const tier_checks& checks) {
     auto fail = [&](std::string message) {
         load_result out;
         out.errors.push_back({path, 0, 0, "cannot read config: " + std::move(message)});
@@ -987,7 +993,7 @@ load_result load_file(const std::string& path) {
         }
     }
     ::close(fd);
-    return load_string(text, path);
+    return load_string(text, path, checks);
 }
 
 std::vector<std::string> schema_keys() {

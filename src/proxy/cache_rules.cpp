@@ -1,4 +1,4 @@
-#include <cachecar/http/cache_rules.hpp>
+#include <cachecar/proxy/cache_rules.hpp>
 
 #include <cachecar/route/key_builder.hpp>
 #include <cachecar/util/ascii.hpp>
@@ -8,7 +8,7 @@
 #include <ctime>
 #include <functional>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 namespace {
 
@@ -133,4 +133,4 @@ std::string variant_fingerprint(const std::vector<std::string>& names, const req
     return route::sha256_hex(in);
 }
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

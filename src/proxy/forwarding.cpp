@@ -1,11 +1,11 @@
-#include <cachecar/http/forwarding.hpp>
+#include <cachecar/proxy/forwarding.hpp>
 
 #include <cachecar/route/key_builder.hpp>
 
 #include <algorithm>
 #include <array>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 namespace bh = beast::http;
 
@@ -245,4 +245,4 @@ request make_upstream_request(const request& prepared, std::string_view peer_add
     return out;
 }
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

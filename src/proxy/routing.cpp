@@ -1,9 +1,9 @@
-#include <cachecar/http/routing.hpp>
+#include <cachecar/proxy/routing.hpp>
 
-#include <cachecar/http/forwarding.hpp>
+#include <cachecar/proxy/forwarding.hpp>
 #include <cachecar/route/path_forms.hpp>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 route_decision decide_route(const route::matcher& routes, const request& req, std::string_view method) {
     const auto [path, query] = split(req.target());
@@ -42,4 +42,4 @@ keyed_request::keyed_request(const request& prepared, const route::path_params& 
                                 addressing_, alias_underscores};
 }
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

@@ -2,14 +2,14 @@
 // session's head scan and raw-head checks, Beast's request_parser with the
 // configured limits, the framing checks, then the router and the key and category
 // templates of the matched rule. Each step is the function the server itself calls
-// (http/request_checks.hpp, http/routing.hpp, route/key_builder.hpp), in the order
+// (http/request_checks.hpp, proxy/routing.hpp, proxy/forwarding.hpp, route/key_builder.hpp), in the order
 // server.cpp and proxy.cpp call them; only the socket is replaced by a test stream.
 #include "fuzz_common.hpp"
 
 #include <cachecar/config/config.hpp>
-#include <cachecar/http/forwarding.hpp>
+#include <cachecar/proxy/forwarding.hpp>
 #include <cachecar/http/request_checks.hpp>
-#include <cachecar/http/routing.hpp>
+#include <cachecar/proxy/routing.hpp>
 #include <cachecar/route/key_builder.hpp>
 #include <cachecar/route/matcher.hpp>
 
@@ -93,7 +93,7 @@ invalidate:
 struct fixture {
     config::config cfg;
     route::matcher routes;
-    http::forwarding_policy policy;
+    proxy::forwarding_policy policy;
     boost::asio::io_context io;
 
     static config::config load() {
@@ -104,7 +104,7 @@ struct fixture {
         }
         return std::move(*loaded.value);
     }
-    fixture() : cfg(load()), routes(cfg), policy(http::forwarding_policy::from(cfg.server)) {}
+    fixture() : cfg(load()), routes(cfg), policy(proxy::forwarding_policy::from(cfg.server)) {}
 };
 
 fixture& table() {
@@ -166,27 +166,27 @@ outcome next_request(fixture& t, boost::beast::test::stream& client, boost::beas
 
     http::request req = parser.release();
     keep_alive = req.keep_alive();
-    const auto decision = http::decide_route(t.routes, req, http::overridden_method(req, t.policy));
+    const auto decision = proxy::decide_route(t.routes, req, proxy::overridden_method(req, t.policy));
     FUZZ_CHECK(!(decision.invalidation && decision.cacheable));
     FUZZ_CHECK(!decision.invalidation_resolved || decision.invalidation);
-    http::prepare_forwarded_request(req, t.policy, "127.0.0.1",
+    proxy::prepare_forwarded_request(req, t.policy, "127.0.0.1",
                                     decision.cacheable ? decision.cacheable.target : nullptr);
     // What is forwarded never carries a field cachecar would not key or forward.
     for (const auto& f : req) FUZZ_CHECK(f.name_string().find('_') == std::string_view::npos);
     FUZZ_CHECK(http::line_count(req.base(), "host") == 1);
     if (decision.cacheable) {
         const auto& r = *decision.cacheable.target;
-        const http::keyed_request keyed(req, decision.cacheable.params, false);
+        const proxy::keyed_request keyed(req, decision.cacheable.params, false);
         const auto key = route::request_key(t.cfg.server.key_namespace, r, keyed.view());
         check_key(key, r, t.cfg.server.key_namespace);
         FUZZ_CHECK(key == route::request_key(t.cfg.server.key_namespace, r, keyed.view()));  // deterministic
         (void)route::expand_categories(r.categories, keyed.view());
         (void)route::unkeyed_query_parameter(r, http::split(req.target()).query);
     } else if (decision.invalidation) {
-        const http::keyed_request keyed(req, decision.invalidation.params, false);
+        const proxy::keyed_request keyed(req, decision.invalidation.params, false);
         (void)route::expand_categories(decision.invalidation.target->purges, keyed.view());
     }
-    (void)http::make_upstream_request(req, "127.0.0.1", static_cast<bool>(decision.cacheable), true);
+    (void)proxy::make_upstream_request(req, "127.0.0.1", static_cast<bool>(decision.cacheable), true);
     return outcome::served;
 }
 

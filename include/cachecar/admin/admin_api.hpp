@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cachecar/cache/tier_chain.hpp>
-#include <cachecar/http/proxy.hpp>
+#include <cachecar/app/snapshot.hpp>
 #include <cachecar/http/server.hpp>
 #include <cachecar/stats/metrics.hpp>
 
@@ -27,7 +27,7 @@ struct admin_hooks {
 
 class admin_api final : public http::request_handler {
 public:
-    admin_api(http::snapshot_holder& snapshots, cache::tier_chain& tiers, stats::registry& metrics, admin_hooks hooks);
+    admin_api(snapshot_holder& snapshots, cache::tier_chain& tiers, stats::registry& metrics, admin_hooks hooks);
 
     net::awaitable<http::reply> handle(http::request& req, const http::connection_info& conn) override;
     config::limits_config limits() const override;
@@ -45,7 +45,7 @@ private:
     http::reply reload();
     bool authorized(const http::request& req) const;
 
-    http::snapshot_holder& snapshots_;
+    snapshot_holder& snapshots_;
     cache::tier_chain& tiers_;
     stats::registry& metrics_;
     admin_hooks hooks_;

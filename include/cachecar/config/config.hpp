@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -149,11 +150,21 @@ struct load_result {
     std::vector<diagnostic> errors;    // every problem found, in file order
 };
 
+// Values whose grammar belongs to a tier's own library (a Redis URL, a MongoDB URI)
+// are checked by that library, so `--check` accepts exactly what runs; the tiers give
+// the checks (app/tier_checks.hpp), so config/ includes no tier header. Each returns ""
+// for a valid value, else why it is not. Unset: only the scheme is checked.
+struct tier_checks {
+    std::function<std::string(std::string_view)> redis_url;
+    std::function<std::string(std::string_view)> mongo_uri;
+};
+
 // Reads and validates a config file. Never throws; I/O and YAML syntax errors are
 // diagnostics too. `${VAR}` / `${VAR:-default}` in scalars are expanded from the
 // process environment before validation.
-load_result load_file(const std::string& path);
-load_result load_string(std::string_view yaml_text, const std::string& file_name = "<string>");
+load_result load_file(const std::string& path, const tier_checks& checks = {});
+load_result load_string(std::string_view yaml_text, const std::string& file_name = "<string>",
+                        const tier_checks& checks = {});
 
 // "500ms", "30s", "5m", "2h", "1d" (a bare integer is rejected: units are required).
 std::optional<duration> parse_duration(std::string_view text);

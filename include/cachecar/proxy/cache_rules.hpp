@@ -3,7 +3,7 @@
 // (message.hpp).
 #pragma once
 
-#include <cachecar/http/message.hpp>
+#include <cachecar/proxy/http_names.hpp>
 
 #include <chrono>
 #include <optional>
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 // The value of a `name=N` directive in a Cache-Control value, in seconds; nullopt if
 // absent or not a non-negative integer (quoted values are accepted).
@@ -39,4 +39,4 @@ std::vector<std::string> vary_names(std::string_view vary);
 std::string variant_fingerprint(const std::vector<std::string>& names, const request& req,
                                 bool alias_underscores = false);
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

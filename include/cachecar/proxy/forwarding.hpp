@@ -10,7 +10,7 @@
 #pragma once
 
 #include <cachecar/config/config.hpp>
-#include <cachecar/http/message.hpp>
+#include <cachecar/proxy/http_names.hpp>
 #include <cachecar/route/matcher.hpp>
 #include <cachecar/route/request_view.hpp>
 #include <cachecar/util/address.hpp>
@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 // The server options that shape forwarding, compiled once per config snapshot.
 struct forwarding_policy {
@@ -89,4 +89,4 @@ std::vector<std::pair<std::string, std::string>> addressing_fields(const request
 request make_upstream_request(const request& prepared, std::string_view peer_address, bool cacheable_route,
                               bool head_as_get);
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

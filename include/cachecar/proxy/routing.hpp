@@ -3,7 +3,7 @@
 // Pure; proxy.cpp and the request fuzz target (tests/fuzz) both go through here.
 #pragma once
 
-#include <cachecar/http/message.hpp>
+#include <cachecar/proxy/http_names.hpp>
 #include <cachecar/route/matcher.hpp>
 #include <cachecar/route/request_view.hpp>
 
@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 
 // A write route (invalidation) is checked first, then the cacheable routes; neither
 // means pass-through.
@@ -48,4 +48,4 @@ private:
     route::request_view view_;
 };
 
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

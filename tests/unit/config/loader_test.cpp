@@ -1,3 +1,4 @@
+#include <cachecar/app/tier_checks.hpp>
 #include <cachecar/config/config.hpp>
 
 #include <gtest/gtest.h>
@@ -15,8 +16,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
+// With the tiers' own checks, as the daemon and `--check` load configs.
 std::vector<std::string> diagnostics(std::string_view yaml) {
-    auto r = load_string(yaml, "t.yaml");
+    auto r = load_string(yaml, "t.yaml", ::cachecar::tier_checks());
     EXPECT_EQ(r.value.has_value(), r.errors.empty());
     std::vector<std::string> out;
     for (const auto& d : r.errors) out.push_back(d.to_string());

@@ -1,8 +1,8 @@
-#include <cachecar/http/cache_rules.hpp>
+#include <cachecar/proxy/cache_rules.hpp>
 
 #include <gtest/gtest.h>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 namespace {
 
 using std::chrono::seconds;
@@ -77,4 +77,4 @@ TEST(cache_rules, not_modified_rules) {
 }
 
 }  // namespace
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

@@ -1,6 +1,6 @@
 // What reaches the backend (http/forwarding): one table per rule, each a client request
 // and the fields the backend must (or must not) get.
-#include <cachecar/http/forwarding.hpp>
+#include <cachecar/proxy/forwarding.hpp>
 
 #include <cachecar/config/config.hpp>
 #include <cachecar/route/key_builder.hpp>
@@ -9,7 +9,7 @@
 
 #include <vector>
 
-namespace cachecar::http {
+namespace cachecar::proxy {
 namespace {
 
 namespace bh = beast::http;
@@ -184,4 +184,4 @@ TEST_F(forwarding_test, the_upstream_request_is_reframed_and_drops_validators_on
 }
 
 }  // namespace
-}  // namespace cachecar::http
+}  // namespace cachecar::proxy

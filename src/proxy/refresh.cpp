@@ -1,0 +1,51 @@
+// stale-while-revalidate (RFC 5861): answer from the expired entry now, refresh it
+// behind the answer, one refresh per key at a time.
+#include "stages.hpp"
+
+namespace cachecar::proxy {
+
+step handler::revalidate(cacheable_request& r) {
+    start_refresh(r.req, r.conn, r.snap_ptr, &r.route, r.key, r.entry_key, r.categories, r.credentialed);
+    metrics_.get("cachecar_stale_served_total", {{"route", r.route.cfg.name}, {"why", "revalidate"}})++;
+    r.count(stats::request_result::stale);
+    r.reply = reply_from_entry(r.req, r.found.expired, "STALE", r.found.expired_from, r.head);
+    r.reply.access = {r.route.cfg.name, "stale", config::to_string(r.found.expired_from), -1};
+    return step::done;
+}
+
+void handler::start_refresh(const request& req, const http::connection_info& conn, snapshot_ptr snap,
+                            const route::compiled_route* route, std::string key, std::string entry_key,
+                            std::vector<std::string> categories, bool credentialed) {
+    {
+        std::lock_guard lock(refreshing_->mutex);
+        if (!refreshing_->keys.insert(entry_key).second) return;  // one refresh per key
+    }
+    // The refresh outlives this request: it owns copies of everything it reads.
+    net::co_spawn(
+        net::make_strand(snap->upstream->executor()),
+        [this, req, conn, snap, route, key = std::move(key), entry_key = std::move(entry_key),
+         categories = std::move(categories), credentialed, refreshing = refreshing_]() -> net::awaitable<void> {
+            // Touches only the shared key set: the frame may be destroyed after the
+            // proxy, when the I/O context is torn down.
+            struct done_guard {
+                std::shared_ptr<refresh_set> set;
+                std::string key;
+                ~done_guard() {
+                    std::lock_guard lock(set->mutex);
+                    set->keys.erase(key);
+                }
+            } guard{refreshing, entry_key};
+            auto generations = co_await tiers_.generations().current(categories);
+            if (!generations) co_return;
+            fetched f = co_await fetch(req, conn, *snap, route);
+            if (!f.upstream) co_return;
+            auto reason = not_storable_reason(*route, credentialed, *f.upstream, snap->cfg.limits.max_object_bytes);
+            if (!reason.empty()) co_return;
+            auto e = make_entry(*f.upstream, *route, cache::make_stamps(categories, *generations));
+            store_fetched(*snap, *route, key, req, e, vary_names(list_value(f.upstream->base(), "vary")));
+            metrics_.get("cachecar_revalidations_total", {{"route", route->cfg.name}})++;
+        },
+        net::detached);
+}
+
+}  // namespace cachecar::proxy
