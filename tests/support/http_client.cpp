@@ -45,12 +45,17 @@ net::awaitable<std::optional<bh::response<bh::string_body>>> exchange(beast::tcp
     error_code ec;
     co_await bh::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return std::nullopt;
-    bh::response_parser<bh::string_body> parser;
-    parser.body_limit(256u * 1024u * 1024u);
-    if (req.method() == bh::verb::head) parser.skip(true);
-    co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return std::nullopt;
-    co_return parser.release();
+    // Interim responses (100, 103) come before the answer; a client skips them.
+    for (;;) {
+        bh::response_parser<bh::string_body> parser;
+        parser.body_limit(256u * 1024u * 1024u);
+        if (req.method() == bh::verb::head) parser.skip(true);
+        co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (ec) co_return std::nullopt;
+        const auto status = parser.get().result_int();
+        if (status >= 100 && status < 200 && status != 101) continue;
+        co_return parser.release();
+    }
 }
 
 }  // namespace
@@ -133,13 +138,18 @@ client_response raw_request(std::uint16_t port, const std::string& bytes, bool h
             co_await net::async_write(stream, net::buffer(bytes), net::redirect_error(net::use_awaitable, ec));
             if (ec) co_return;
             beast::flat_buffer buffer;
-            bh::response_parser<bh::string_body> parser;
-            parser.body_limit(256u * 1024u * 1024u);
-            if (head) parser.skip(true);
-            co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-            if (ec) co_return;
-            auto res = parser.release();
-            out = convert(res);
+            for (;;) {  // interim responses (100, 103) first, skipped as a client does
+                bh::response_parser<bh::string_body> parser;
+                parser.body_limit(256u * 1024u * 1024u);
+                if (head) parser.skip(true);
+                co_await bh::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+                if (ec) co_return;
+                const auto status = parser.get().result_int();
+                if (status >= 100 && status < 200 && status != 101) continue;
+                auto res = parser.release();
+                out = convert(res);
+                break;
+            }
         },
         net::detached);
     io.run();

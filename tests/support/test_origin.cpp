@@ -61,6 +61,7 @@ struct test_origin::impl {
     std::atomic<std::size_t> sequence{0};
     std::atomic<std::size_t> record_limit{16u << 20};
     std::atomic<std::size_t> active_requests{0};
+    std::atomic<std::uint64_t> received_body_bytes{0};
     std::size_t connection_count = 0;  // accept loop only
 
     // Runs `f` on `ex` and waits for it; rethrows what it threw.
@@ -116,7 +117,7 @@ struct test_origin::impl {
     // False: the connection ended or sent garbage.
     static net::awaitable<bool> read_request(beast::tcp_stream& stream, std::string& pending,
                                              bh::request_parser<bh::buffer_body>& parser, origin_request& r,
-                                             std::size_t record) {
+                                             std::size_t record, std::atomic<std::uint64_t>& received) {
         parser.header_limit(1u << 20);
         parser.body_limit(boost::none);
         parser.eager(true);
@@ -133,6 +134,7 @@ struct test_origin::impl {
                 if (!head_done || r.raw.size() < record) r.raw.append(pending, 0, used);
                 pending.erase(0, used);
                 r.body_bytes += got;
+                received += got;
                 if (r.body.size() < record) r.body.append(scratch.data(), std::min(got, record - r.body.size()));
                 if (ec == bh::error::need_buffer || ec == bh::error::need_more) {
                     ec = {};
@@ -234,7 +236,7 @@ struct test_origin::impl {
                 std::atomic<std::size_t>& n;
                 ~done_counting() { --n; }
             } counting{active_requests};
-            if (!co_await read_request(stream, pending, parser, r, record_limit.load())) co_return;
+            if (!co_await read_request(stream, pending, parser, r, record_limit.load(), received_body_bytes)) co_return;
             bh::request<bh::empty_body> req{parser.get().base()};
             r.method = std::string(req.method_string());
             r.target = std::string(req.target());
@@ -394,6 +396,8 @@ std::vector<origin_request> test_origin::requests() const {
 void test_origin::set_record_limit(std::size_t bytes) { impl_->record_limit = bytes; }
 
 std::size_t test_origin::active() const { return impl_->active_requests.load(); }
+
+std::uint64_t test_origin::body_bytes_received() const { return impl_->received_body_bytes.load(); }
 
 void test_origin::reset_counts() {
     std::lock_guard lock(impl_->mutex);

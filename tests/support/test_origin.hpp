@@ -102,6 +102,9 @@ public:
     void set_record_limit(std::size_t bytes);
     // Requests currently being received or answered (for tests that hold connections).
     std::size_t active() const;
+    // Request body bytes received so far, counted as they arrive (before their request
+    // is complete): a test can wait for part of an upload to reach the origin.
+    std::uint64_t body_bytes_received() const;
 
     std::size_t count() const;
     // Requests whose target starts with `prefix`.
