@@ -14,15 +14,15 @@ namespace json = boost::json;
 
 namespace {
 
-http::reply json_reply(unsigned status, const json::value& body) {
-    http::reply r;
-    r.message = http::response{static_cast<bh::status>(status), 11};
-    r.message.set(bh::field::content_type, "application/json");
-    r.message.set(bh::field::cache_control, "no-store");
-    r.message.body() = json::serialize(body) + "\n";
-    r.message.prepare_payload();
-    return r;
+http::response json_response(unsigned status, const json::value& body) {
+    http::response res{static_cast<bh::status>(status), 11};
+    res.set(bh::field::content_type, "application/json");
+    res.set(bh::field::cache_control, "no-store");
+    res.body() = json::serialize(body) + "\n";
+    return res;
 }
+
+http::reply json_reply(unsigned status, const json::value& body) { return http::make_reply(json_response(status, body)); }
 
 http::reply error_json(unsigned status, std::string_view message) {
     return json_reply(status, json::object{{"error", message}});
@@ -60,14 +60,15 @@ config::limits_config admin_api::limits() const {
     auto l = snapshots_.load()->cfg.limits;
     // Admin requests are small JSON documents; no reason to accept megabytes.
     l.max_body_bytes = std::min<std::size_t>(l.max_body_bytes, 1024 * 1024);
+    l.max_upload_bytes = l.max_body_bytes;
     l.max_connections = 256;
     return l;
 }
 
 void admin_api::on_complete(const http::request& req, const http::reply& r, const http::connection_info& conn,
-                            std::chrono::steady_clock::duration) {
+                            const http::delivery&) {
     if (req.method() != bh::verb::get) {
-        logging::get("admin")->info("admin: {} {} {} -> {}", conn.client_address, req.method_string(), req.target(), r.status());
+        logging::get("admin")->info("admin: {} {} {} -> {}", conn.client_address, req.method_string(), req.target(), r.status);
     }
 }
 
@@ -229,38 +230,45 @@ http::reply admin_api::reload() {
                                                            {"warnings", std::move(warnings)}});
 }
 
-net::awaitable<http::reply> admin_api::handle(http::request& req, const http::connection_info&) {
+net::awaitable<http::reply> admin_api::handle(http::inbound& in) {
+    auto& req = in.req;
     const auto path = http::split(req.target()).path;
     const bool get = req.method() == bh::verb::get || req.method() == bh::verb::head;
     const bool post = req.method() == bh::verb::post;
 
     if (path == "/health" || path == "/stats" || path == "/metrics") {
         if (!get) co_return error_json(405, "use GET");
-        http::reply r;
-        r.message = http::response{bh::status::ok, 11};
-        r.message.set(bh::field::cache_control, "no-store");
+        http::response res{bh::status::ok, 11};
+        res.set(bh::field::cache_control, "no-store");
         if (path == "/health") {
             bool degraded = false;
-            r.message.body() = health_json(degraded) + "\n";
-            r.message.set(bh::field::content_type, "application/json");
+            res.body() = health_json(degraded) + "\n";
+            res.set(bh::field::content_type, "application/json");
         } else if (path == "/stats") {
-            r.message.body() = stats_json() + "\n";
-            r.message.set(bh::field::content_type, "application/json");
+            res.body() = stats_json() + "\n";
+            res.set(bh::field::content_type, "application/json");
         } else {
-            r.message.body() = metrics_text();
-            r.message.set(bh::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = metrics_text();
+            res.set(bh::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         }
-        r.message.prepare_payload();
+        auto r = http::make_reply(std::move(res));
+        r.head_only = req.method() == bh::verb::head;
         co_return r;
     }
     if (path == "/purge" || path == "/reload") {
         if (!post) co_return error_json(405, "use POST");
         if (!authorized(req)) {
-            auto r = error_json(401, "admin token required");
-            r.message.set(bh::field::www_authenticate, "Bearer realm=\"cachecar\"");
-            co_return r;
+            auto res = json_response(401, json::object{{"error", "admin token required"}});
+            res.set(bh::field::www_authenticate, "Bearer realm=\"cachecar\"");
+            co_return http::make_reply(std::move(res));
         }
         if (path == "/purge") {
+            const error_code ec = co_await http::read_whole(in.body, req.body(), limits().max_body_bytes);
+            if (ec) {
+                auto r = error_json(ec == bh::error::body_limit ? 413 : 400, "cannot read the request body");
+                r.close = true;
+                co_return r;
+            }
             http::reply purged = co_await purge(req);  // named: see coalescer.hpp (GCC 12 and co_await)
             co_return purged;
         }

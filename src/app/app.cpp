@@ -25,15 +25,12 @@ http::upstream_options upstream_options_for(const config::config& cfg) {
     http::upstream_options o;
     o.target = cfg.server.upstream;
     o.timeout = cfg.limits.upstream_timeout;
-    o.max_response_bytes = std::max(cfg.limits.max_body_bytes, cfg.limits.max_object_bytes);
     return o;
 }
 
 bool same_upstream(const config::config& a, const config::config& b) {
     return a.server.upstream.host == b.server.upstream.host && a.server.upstream.port == b.server.upstream.port &&
-           a.limits.upstream_timeout == b.limits.upstream_timeout &&
-           std::max(a.limits.max_body_bytes, a.limits.max_object_bytes) ==
-               std::max(b.limits.max_body_bytes, b.limits.max_object_bytes);
+           a.limits.upstream_timeout == b.limits.upstream_timeout;
 }
 
 // A Redis client for tiers.redis, not yet started; null when Redis is not configured.

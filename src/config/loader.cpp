@@ -81,8 +81,8 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& s
          {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads", "trusted_proxies", "upstream_host",
           "underscores_in_headers", "method_override"}},
         {"limits",
-         {"max_header_bytes", "max_body_bytes", "max_object_bytes", "upstream_timeout", "client_idle_timeout",
-          "drain_timeout", "max_connections"}},
+         {"max_header_bytes", "max_body_bytes", "max_upload_bytes", "max_object_bytes", "upstream_timeout",
+          "client_idle_timeout", "tunnel_idle_timeout", "drain_timeout", "max_connections"}},
         {"tiers", {"memory", "redis", "mongo"}},
         {"tiers.memory", {"max_bytes"}},
         {"tiers.redis", {"url", "timeout", "pool"}},
@@ -644,6 +644,8 @@ private:
             const item& v = e.value;
             if (e.key == "max_header_bytes") read_size(v, l.max_header_bytes, true);
             if (e.key == "max_body_bytes") read_size(v, l.max_body_bytes, false);
+            if (e.key == "max_upload_bytes") read_size(v, l.max_upload_bytes, false);
+            if (e.key == "tunnel_idle_timeout") read_duration(v, l.tunnel_idle_timeout, true);
             if (e.key == "max_object_bytes") read_size(v, l.max_object_bytes, false);
             if (e.key == "upstream_timeout") read_duration(v, l.upstream_timeout, true);
             if (e.key == "client_idle_timeout") read_duration(v, l.client_idle_timeout, true);

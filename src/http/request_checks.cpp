@@ -31,11 +31,6 @@ std::string_view raw_head_problem(std::string_view head) {
     return {};
 }
 
-void apply_limits(request_parser& parser, const config::limits_config& limits) {
-    parser.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-    parser.body_limit(limits.max_body_bytes);
-}
 
 unsigned rejection_status(const error_code& ec, bool reading_head) {
     if (!ec) return 0;

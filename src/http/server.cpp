@@ -3,9 +3,14 @@
 #include <cachecar/logging.hpp>
 #include <cachecar/util/ascii.hpp>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/core/buffer_traits.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <optional>
+#include <vector>
 
 namespace cachecar::http {
 
@@ -15,7 +20,7 @@ struct server::session {
     explicit session(net::ip::tcp::socket sock) : stream(std::move(sock)) {}
     beast::tcp_stream stream;
     std::atomic<bool> busy{false};  // a request is being handled; drain lets it finish
-    std::string head_buffer;        // hit heads are composed here; its capacity is kept across requests
+    std::string scratch;            // hit heads are composed here; its capacity is kept across requests
 
     // Closes the socket from the session's strand (streams are not thread-safe).
     void close_soon(bool only_if_idle) {
@@ -29,6 +34,36 @@ struct server::session {
     }
     std::weak_ptr<session> weak;
 };
+
+reply make_reply(response message) {
+    const auto status = message.result_int();
+    if (status >= 200 && status != 204 && status != 304) {
+        message.prepare_payload();
+    } else {
+        message.erase(bh::field::content_length);  // no body, and no length that would claim one
+        message.body().clear();
+    }
+    struct owned {
+        std::string head;
+        std::string body;
+    };
+    auto o = std::make_shared<owned>();
+    o->head = "HTTP/1.1 " + std::to_string(message.result_int()) + " ";
+    const auto reason = message.reason();
+    o->head.append(reason.data(), reason.size()).append("\r\n");
+    for (const auto& f : message) {
+        if (same_field_name(f.name_string(), "connection")) continue;  // the session says whether it closes
+        o->head.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+    }
+    o->body = std::move(message.body());
+    reply r;
+    r.status = message.result_int();
+    r.head[0] = o->head;
+    r.body = o->body;
+    r.close = !message.keep_alive();
+    r.owner = std::move(o);
+    return r;
+}
 
 namespace {
 
@@ -60,54 +95,115 @@ net::awaitable<error_code> write_with_progress_deadline(beast::tcp_stream& strea
     co_return ec;
 }
 
-// The same for a Beast message, serialised piece by piece.
-net::awaitable<error_code> write_with_progress_deadline(beast::tcp_stream& stream, response& message,
-                                                        config::duration idle) {
-    bh::serializer<false, bh::string_body> sr(message);
-    error_code ec;
-    while (!sr.is_done()) {
-        stream.expires_after(idle);
-        co_await bh::async_write_some(stream, sr, net::redirect_error(net::use_awaitable, ec));
-        if (ec) break;
+// The request body of the request whose head `parser` has read, pulled from the
+// client in pieces of at most stream_piece_bytes, each read under the idle deadline.
+class client_body final : public request_body {
+public:
+    client_body(beast::tcp_stream& stream, beast::flat_buffer& buffer, request_parser& parser, config::duration idle,
+                bool expect_continue)
+        : stream_(stream), buffer_(buffer), parser_(parser), idle_(idle), expect_continue_(expect_continue) {}
+
+    bool present() const override {
+        return parser_.chunked() || (parser_.content_length() && *parser_.content_length() > 0);
     }
-    co_return ec;
+    bool finished() const override { return parser_.is_done(); }
+    std::optional<std::uint64_t> size() const override {
+        if (parser_.chunked()) return std::nullopt;
+        return parser_.content_length().value_or(0);
+    }
+
+    net::awaitable<result<std::string_view>> next() override {
+        if (parser_.is_done()) co_return std::string_view();
+        error_code ec;
+        if (expect_continue_) {
+            // The client waits for this before sending the body (RFC 9110 10.1.1).
+            expect_continue_ = false;
+            static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+            ec = co_await write_with_progress_deadline(stream_, net::buffer(cont.data(), cont.size()), idle_);
+            if (ec) co_return ec;
+        }
+        if (!piece_) piece_ = std::make_unique<std::array<char, stream_piece_bytes>>();
+        for (;;) {
+            auto& b = parser_.get().body();
+            b.data = piece_->data();
+            b.size = piece_->size();
+            stream_.expires_after(idle_);
+            co_await bh::async_read_some(stream_, buffer_, parser_, net::redirect_error(net::use_awaitable, ec));
+            if (ec == bh::error::need_buffer) ec = {};
+            if (ec) co_return ec;
+            const std::size_t n = piece_->size() - b.size;
+            if (n > 0 || parser_.is_done()) co_return std::string_view(piece_->data(), n);
+        }
+    }
+
+private:
+    beast::tcp_stream& stream_;
+    beast::flat_buffer& buffer_;
+    request_parser& parser_;
+    config::duration idle_;
+    bool expect_continue_;
+    std::unique_ptr<std::array<char, stream_piece_bytes>> piece_;  // allocated on the first read
+};
+
+// A chunk header: the size in hex and CRLF.
+std::string_view chunk_size_line(std::size_t n, std::array<char, 24>& out) {
+    const int len = std::snprintf(out.data(), out.size(), "%zx\r\n", n);
+    return {out.data(), static_cast<std::size_t>(len)};
 }
 
-// Writes a cache hit from the stored entry. Only the status line, the per-hit lines
-// (Age and X-Cache change) and the framing are composed here, into the session's
-// reused `head` buffer; the stored header block and the body go out as they are.
-net::awaitable<error_code> write_hit(beast::tcp_stream& stream, const reply& r, bool keep_alive, std::string& head,
-                                     config::duration idle) {
-    const auto& e = *r.hit;
-    head.clear();
-    head += "HTTP/1.1 ";
-    head += std::to_string(e.status);
-    head += ' ';
-    const auto reason = bh::obsolete_reason(static_cast<bh::status>(e.status));
-    head.append(reason.data(), reason.size());
-    head += "\r\n";
-    const auto stored = e.headers.wire();
-    head += "X-Cache: ";
-    head += r.hit_meta.x_cache;
-    head += "\r\nX-Cache-Tier: ";
-    head += r.hit_meta.tier;
-    head += "\r\nAge: ";
-    head += std::to_string(std::max<std::int64_t>(0, r.hit_meta.age_seconds));
-    head += "\r\nVia: 1.1 cachecar\r\n";
-    if (e.status != 204 && e.status != 304) {
-        head += "Content-Length: ";
-        head += std::to_string(e.body.size());
-        head += "\r\n";
+// Copies one direction of a tunnel until its end; `last` is refreshed on every move.
+net::awaitable<void> pipe(beast::tcp_stream& from, beast::tcp_stream& to, std::string initial,
+                          std::chrono::steady_clock::time_point& last, bool& done, std::uint64_t& moved) {
+    error_code ec;
+    from.expires_never();
+    to.expires_never();
+    if (!initial.empty()) {
+        co_await net::async_write(to, net::buffer(initial), net::redirect_error(net::use_awaitable, ec));
+        moved += initial.size();
     }
-    if (!keep_alive) head += "Connection: close\r\n";
-    head += "\r\n";
-    // Stored fields first, as the origin sent them; then the lines composed above.
-    const auto status_end = head.find('\n') + 1;
-    std::array<net::const_buffer, 4> buffers{net::buffer(head.data(), status_end), net::buffer(stored),
-                                             net::buffer(head.data() + status_end, head.size() - status_end),
-                                             r.head_only ? net::const_buffer{} : net::buffer(e.body)};
-    const error_code ec = co_await write_with_progress_deadline(stream, buffers, idle);
-    co_return ec;
+    std::vector<char> buf(stream_piece_bytes);
+    while (!ec) {
+        const auto n = co_await from.async_read_some(net::buffer(buf), net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+        last = std::chrono::steady_clock::now();
+        co_await net::async_write(to, net::buffer(buf.data(), n), net::redirect_error(net::use_awaitable, ec));
+        moved += n;
+    }
+    error_code ignored;
+    if (ec == net::error::eof) {
+        to.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);  // pass the half-close on
+    } else {
+        from.socket().close(ignored);  // a failure ends both directions
+        to.socket().close(ignored);
+    }
+    done = true;
+}
+
+// The tunnel after a 101: bytes both ways until both directions end, or nothing moves
+// either way for `idle`.
+net::awaitable<std::uint64_t> splice(beast::tcp_stream& client, std::string client_pending, tunnel_end& backend,
+                                     config::duration idle) {
+    using namespace boost::asio::experimental::awaitable_operators;
+    auto last = std::chrono::steady_clock::now();
+    bool up_done = false, down_done = false;
+    auto watchdog = [&]() -> net::awaitable<void> {
+        net::steady_timer t(co_await net::this_coro::executor);
+        while (!up_done || !down_done) {
+            t.expires_after(std::min<config::duration>(idle, std::chrono::seconds(1)));
+            error_code ec;
+            co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+            if (std::chrono::steady_clock::now() - last >= idle) {
+                error_code ignored;
+                client.socket().close(ignored);
+                backend.stream.socket().close(ignored);
+                break;
+            }
+        }
+    };
+    std::uint64_t up = 0, down = 0;
+    co_await (pipe(client, backend.stream, std::move(client_pending), last, up_done, up) &&
+              pipe(backend.stream, client, std::move(backend.pending), last, down_done, down) && watchdog());
+    co_return up + down;
 }
 
 }  // namespace
@@ -265,7 +361,8 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
                 break;
             }
         }
-        buffer.max_size(limits.max_header_bytes + limits.max_body_bytes + 65536);
+        // The buffer holds the head and at most one read of body bytes at a time.
+        buffer.max_size(limits.max_header_bytes + 2 * stream_piece_bytes);
         if (!ec) co_await bh::async_read_header(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
             if (const unsigned status = rejection_status(ec, true); status != 0) {
@@ -292,48 +389,106 @@ net::awaitable<void> server::run_session(std::shared_ptr<session> s) {
             co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
             break;
         }
-        if (list_has(parser.get(), "expect", "100-continue")) {
-            static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
-            co_await net::async_write(s->stream, net::buffer(cont), net::redirect_error(net::use_awaitable, ec));
-            if (ec) break;
-        }
-        // Chunked trailer fields are merged into the field set by the parser, past every
-        // check above. They are not header fields (RFC 9110 6.5.1): keep the head's.
-        std::optional<bh::request_header<>> head;
-        if (parser.get().chunked()) head = parser.get().base();
-        if (!parser.is_done()) {
-            co_await bh::async_read(s->stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-            if (ec) {
-                if (const unsigned status = rejection_status(ec, false); status != 0) {
-                    rejected = true;
-                    handler_.on_rejected(status);
-                    auto res = make_error(status, status == 413 ? "Content Too Large" : "Bad Request",
-                                          parser.get().version());
-                    co_await bh::async_write(s->stream, res, net::redirect_error(net::use_awaitable, ec));
-                }
-                break;
-            }
-        }
-        if (head) parser.get().base() = std::move(*head);
 
-        auto started = std::chrono::steady_clock::now();
-        request req = parser.release();
+        const auto started = std::chrono::steady_clock::now();
+        const bool expect_continue = list_has(parser.get(), "expect", "100-continue");
+        // The head leaves the parser, which goes on reading the body into pieces. Chunked
+        // trailer fields the parser meets later land in its emptied field set, so they
+        // never join the head (RFC 9110 6.5.1: trailers are not header fields).
+        request req{std::move(parser.get().base())};
         const bool client_keep_alive = req.keep_alive();
-        // Handling may wait on the upstream; its own deadline bounds that, so the
+        client_body body(s->stream, buffer, parser, limits.client_idle_timeout, expect_continue);
+        inbound in{req, body, conn,
+                   [&](std::string_view head) -> net::awaitable<error_code> {
+                       error_code wec = co_await write_with_progress_deadline(
+                           s->stream, net::buffer(head.data(), head.size()), limits.client_idle_timeout);
+                       co_return wec;
+                   },
+                   s->scratch};
+        // Handling may wait on the upstream; its own deadlines bound that, so the
         // client-side timer must not fire meanwhile.
         s->stream.expires_never();
-        reply r = co_await handler_.handle(req, conn);
-        const bool keep = client_keep_alive && !r.close && !draining_;
+        reply r = co_await handler_.handle(in);
+        // A body the handler left unread would be taken for the next request: close.
+        const bool keep = client_keep_alive && !r.close && !draining_ && body.finished() && !r.tunnel;
 
-        if (r.hit) {
-            ec = co_await write_hit(s->stream, r, keep, s->head_buffer, limits.client_idle_timeout);
-        } else {
-            r.message.keep_alive(keep);
-            ec = co_await write_with_progress_deadline(s->stream, r.message, limits.client_idle_timeout);
+        delivery d;
+        static constexpr std::string_view close_line = "Connection: close\r\n";
+        static constexpr std::string_view blank = "\r\n";
+        const bool in_memory = !r.stream && !r.head_only;
+        std::array<net::const_buffer, 6> head_buffers{
+            net::buffer(r.head[0].data(), r.head[0].size()),
+            net::buffer(r.head[1].data(), r.head[1].size()),
+            net::buffer(r.head[2].data(), r.head[2].size()),
+            // A 101's head carries the Connection: Upgrade it agreed to, and no close.
+            keep || r.tunnel ? net::const_buffer{} : net::buffer(close_line.data(), close_line.size()),
+            net::buffer(blank.data(), blank.size()),
+            in_memory ? net::buffer(r.body.data(), r.body.size()) : net::const_buffer{}};
+        ec = co_await write_with_progress_deadline(s->stream, head_buffers, limits.client_idle_timeout);
+        if (!ec && in_memory) d.body_bytes = r.body.size();
+        if (ec) d.complete = false;
+
+        if (!ec && r.stream && !r.head_only) {
+            // Relay piece by piece: the next piece is pulled only once the last one is
+            // written, so the client's pace is the backend's (backpressure).
+            std::array<char, 24> size_line{};
+            for (;;) {
+                auto piece = co_await r.stream->next();
+                if (!piece) {
+                    // The body cannot be completed (the backend failed mid-body): the
+                    // status line is out, so only closing without the final chunk tells
+                    // the client its answer is short.
+                    ec = piece.error();
+                    d.complete = false;
+                    d.source_failed = true;
+                    break;
+                }
+                if (piece->empty()) {
+                    if (r.chunked) {
+                        const std::string_view trailers = r.stream->trailers();
+                        static constexpr std::string_view last = "0\r\n";
+                        std::array<net::const_buffer, 3> end{net::buffer(last.data(), last.size()),
+                                                             net::buffer(trailers.data(), trailers.size()),
+                                                             net::buffer(blank.data(), blank.size())};
+                        ec = co_await write_with_progress_deadline(s->stream, end, limits.client_idle_timeout);
+                        if (ec) d.complete = false;
+                    }
+                    break;
+                }
+                if (r.chunked) {
+                    const auto line = chunk_size_line(piece->size(), size_line);
+                    std::array<net::const_buffer, 3> chunk{net::buffer(line.data(), line.size()),
+                                                           net::buffer(piece->data(), piece->size()),
+                                                           net::buffer(blank.data(), blank.size())};
+                    ec = co_await write_with_progress_deadline(s->stream, chunk, limits.client_idle_timeout);
+                } else {
+                    ec = co_await write_with_progress_deadline(s->stream, net::buffer(piece->data(), piece->size()),
+                                                               limits.client_idle_timeout);
+                }
+                if (ec) {
+                    d.complete = false;  // the client went away (or stopped reading)
+                    break;
+                }
+                d.body_bytes += piece->size();
+            }
         }
-        handler_.on_complete(req, r, conn, std::chrono::steady_clock::now() - started);
+        if (!ec && r.tunnel) {
+            ++tunnels_;
+            // What the client sent past its request head already belongs to the tunnel.
+            std::string pending(static_cast<const char*>(buffer.data().data()), buffer.size());
+            buffer.consume(buffer.size());
+            d.body_bytes = co_await splice(s->stream, std::move(pending), *r.tunnel, limits.tunnel_idle_timeout);
+            --tunnels_;
+        }
+        d.elapsed = std::chrono::steady_clock::now() - started;
+        // The stream (an upstream exchange) goes before the next request: a connection it
+        // holds returns to the pool only if its body was read to the end.
+        r.stream.reset();
+        handler_.on_complete(req, r, conn, d);
         s->busy = false;
-        if (ec || !keep) break;
+        // A body left unread may still be arriving: close lingering, like after a refusal.
+        if (!body.finished()) rejected = true;
+        if (ec || !keep || !d.complete) break;
     }
     error_code ignored;
     s->stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);

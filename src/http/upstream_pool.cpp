@@ -1,12 +1,19 @@
 #include <cachecar/http/upstream_pool.hpp>
 
+#include <cachecar/cache/entry.hpp>
 #include <cachecar/http/request_checks.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
 
+#include <array>
+#include <cstdio>
+#include <optional>
+
 namespace cachecar::http {
+
+namespace bh = beast::http;
 
 namespace {
 
@@ -24,6 +31,7 @@ public:
         case upstream_error::io_failed: return "upstream connection failed";
         case upstream_error::bad_response: return "invalid upstream response";
         case upstream_error::shutting_down: return "shutting down";
+        case upstream_error::too_large: return "upstream response too large";
         }
         return "upstream error";
     }
@@ -42,6 +50,40 @@ bool looks_reusable(beast::tcp_stream& s) {
     return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
+// What a response says about its own framing that Beast 1.81 accepts but a proxy must
+// not (RFC 9112 6.3; nginx answers all of these 502): Content-Length together with
+// Transfer-Encoding, a coding other than a lone "chunked", a status outside 100-599.
+std::string_view response_head_problem(const bh::response_header<>& h) {
+    if (h.result_int() < 100 || h.result_int() > 599) return "status outside 100-599";
+    const auto te = line_count(h, "transfer-encoding");
+    if (te > 0 && line_count(h, "content-length") > 0) return "Content-Length with Transfer-Encoding";
+    if (te > 1 || (te == 1 && !util::iequals(trim(*single_value(h, "transfer-encoding")), "chunked")))
+        return "Transfer-Encoding other than chunked";
+    return {};
+}
+
+// Interim responses accepted before the final one; more is a backend stalling us.
+constexpr int max_interim_responses = 8;
+constexpr std::size_t max_response_head_bytes = 64 * 1024;
+
+// Trailer fields that may be passed on: none that frames, routes, authenticates or
+// controls the message (RFC 9110 6.5.1), and none that could not be written back.
+bool relayable_trailer(std::string_view name, std::string_view value) {
+    for (std::string_view forbidden :
+         {"content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
+          "proxy-connection", "authorization", "proxy-authenticate", "www-authenticate", "set-cookie", "cache-control",
+          "expires", "age", "date", "location", "retry-after", "vary", "content-type", "content-encoding",
+          "content-range", "content-location", "etag", "last-modified"}) {
+        if (same_field_name(name, forbidden)) return false;
+    }
+    return cache::header_block::valid(name, value);
+}
+
+template <class Awaitable>
+auto run_on(const net::any_io_executor& ex, Awaitable a) {
+    return net::co_spawn(ex, std::move(a), net::use_awaitable);
+}
+
 }  // namespace
 
 const boost::system::error_category& upstream_category() {
@@ -50,6 +92,134 @@ const boost::system::error_category& upstream_category() {
 }
 
 error_code make_error_code(upstream_error e) { return {static_cast<int>(e), upstream_category()}; }
+
+struct upstream_exchange::impl {
+    std::shared_ptr<upstream_pool> pool;  // null for an upgrade's own connection: never pooled
+    std::unique_ptr<beast::tcp_stream> stream;
+    beast::flat_buffer buffer;
+    std::optional<bh::response_parser<bh::buffer_body>> parser;  // of the response being read
+    std::array<char, stream_piece_bytes> piece{};
+    config::duration timeout{};
+    bool head_request = false;
+    bool reusable = false;  // decided by the head: nothing can follow the body
+    bool done = false;      // the body was read to its end
+    bool upgraded = false;
+    bool got_bytes = false;  // some response bytes arrived (so never retry)
+    int interims = 0;
+
+    // Reads the next response head, interim or final, into `parser`. On the stream's executor.
+    net::awaitable<error_code> read_head(std::chrono::steady_clock::time_point deadline) {
+        error_code ec;
+        stream->expires_at(deadline);
+        // The whole head first, so its raw bytes can be checked: Beast tolerates obs-fold
+        // and bare line ends, which a client behind us would read as more fields.
+        for (;;) {
+            const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+            if (const auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
+                if (!raw_head_problem(seen.substr(0, end + 4)).empty()) co_return make_error_code(upstream_error::bad_response);
+                break;
+            }
+            if (buffer.size() >= max_response_head_bytes) co_return make_error_code(upstream_error::bad_response);
+            const auto n = co_await stream->async_read_some(
+                buffer.prepare(std::min<std::size_t>(16384, max_response_head_bytes - buffer.size())),
+                net::redirect_error(net::use_awaitable, ec));
+            buffer.commit(n);
+            if (n > 0) got_bytes = true;
+            if (ec) {
+                if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
+                co_return buffer.size() > 0 ? make_error_code(upstream_error::bad_response) : ec;
+            }
+        }
+        parser.emplace();
+        parser->header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
+        parser->body_limit(boost::none);
+        if (head_request) parser->skip(true);
+        co_await bh::async_read_header(*stream, buffer, *parser, net::redirect_error(net::use_awaitable, ec));
+        if (ec) {
+            if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
+            const bool protocol = ec.category() == error_code(bh::error::bad_target).category() && ec != bh::error::end_of_stream;
+            co_return protocol ? make_error_code(upstream_error::bad_response) : ec;
+        }
+        if (!response_head_problem(parser->get()).empty()) co_return make_error_code(upstream_error::bad_response);
+        co_return error_code{};
+    }
+
+    // The next body piece (its size in `n`). On the stream's executor.
+    net::awaitable<error_code> read_piece(std::size_t& n) {
+        error_code ec;
+        n = 0;
+        while (n == 0 && !parser->is_done()) {
+            auto& b = parser->get().body();
+            b.data = piece.data();
+            b.size = piece.size();
+            stream->expires_after(timeout);
+            co_await bh::async_read_some(*stream, buffer, *parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec == bh::error::need_buffer) ec = {};
+            if (ec) {
+                if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
+                const bool protocol = ec.category() == error_code(bh::error::bad_target).category() &&
+                                      ec != bh::error::end_of_stream && ec != bh::error::partial_message;
+                co_return protocol ? make_error_code(upstream_error::bad_response) : make_error_code(upstream_error::io_failed);
+            }
+            n = piece.size() - b.size;
+        }
+        stream->expires_never();
+        co_return error_code{};
+    }
+};
+
+upstream_exchange::upstream_exchange(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+upstream_exchange::~upstream_exchange() {
+    if (!impl_ || !impl_->stream) return;
+    // Back to the pool only when nothing can follow what was read: the body to its
+    // end, no bytes past it. Otherwise the connection closes with the exchange.
+    if (impl_->pool && impl_->done && impl_->reusable && impl_->buffer.size() == 0) {
+        impl_->stream->expires_never();
+        impl_->pool->give_back(std::move(impl_->stream));
+    }
+}
+
+bool upstream_exchange::complete() const { return !impl_ || impl_->done; }
+
+std::optional<std::uint64_t> upstream_exchange::size() const {
+    if (!has_body_) return 0;
+    if (line_count(head_, "transfer-encoding") > 0) return std::nullopt;
+    const auto cl = single_value(head_, "content-length");
+    if (!cl) return std::nullopt;  // close-delimited
+    std::uint64_t n = 0;
+    for (char c : trim(*cl)) n = n * 10 + static_cast<std::uint64_t>(c - '0');  // Beast validated it
+    return n;
+}
+
+net::awaitable<result<std::string_view>> upstream_exchange::next() {
+    if (!has_body_ || impl_->done) co_return std::string_view();
+    std::size_t n = 0;
+    const error_code ec = co_await run_on(impl_->stream->get_executor(), impl_->read_piece(n));
+    if (ec) {
+        error_code ignored;
+        impl_->stream->socket().close(ignored);
+        co_return ec;
+    }
+    if (impl_->parser->is_done()) {
+        impl_->done = true;
+        // The head left the parser when it arrived, so its fields now hold the trailers.
+        for (const auto& f : impl_->parser->get()) {
+            if (relayable_trailer(f.name_string(), f.value()))
+                trailers_.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+        }
+    }
+    co_return std::string_view(impl_->piece.data(), n);
+}
+
+std::unique_ptr<tunnel_end> upstream_exchange::take_tunnel() {
+    if (!impl_->upgraded || !impl_->stream) return nullptr;
+    auto t = std::make_unique<tunnel_end>(std::move(*impl_->stream));
+    t->pending.assign(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
+    impl_->buffer.consume(impl_->buffer.size());
+    impl_->stream.reset();
+    return t;
+}
 
 upstream_pool::upstream_pool(net::any_io_executor ex, upstream_options options)
     : executor_(std::move(ex)), options_(std::move(options)) {}
@@ -92,144 +262,164 @@ std::size_t upstream_pool::idle_count() const {
     return idle_.size();
 }
 
-namespace {
-
-// What a response says about its own framing that Beast 1.81 accepts but a proxy must
-// not (RFC 9112 6.3; nginx answers all of these 502): Content-Length together with
-// Transfer-Encoding, a coding other than a lone "chunked", a status outside 100-599.
-std::string_view response_head_problem(const beast::http::response_header<>& h) {
-    if (h.result_int() < 100 || h.result_int() > 599) return "status outside 100-599";
-    const auto te = line_count(h, "transfer-encoding");
-    if (te > 0 && line_count(h, "content-length") > 0) return "Content-Length with Transfer-Encoding";
-    if (te > 1 || (te == 1 && !util::iequals(trim(*single_value(h, "transfer-encoding")), "chunked")))
-        return "Transfer-Encoding other than chunked";
-    return {};
-}
-
-// Interim responses accepted before the final one; more is a backend stalling us.
-constexpr int max_interim_responses = 8;
-
-}  // namespace
-
-net::awaitable<result<response>> upstream_pool::exchange(beast::tcp_stream& s, const request& req,
-                                                          std::chrono::steady_clock::time_point deadline,
-                                                          bool& got_bytes, bool& reusable) {
-    error_code ec;
-    s.expires_at(deadline);
-    co_await beast::http::async_write(s, req, net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return ec == beast::error::timeout ? make_error_code(upstream_error::timeout) : ec;
-
-    beast::flat_buffer buffer;
-    bool interim_seen = false;
-    for (int interim = 0;; ++interim) {
-        // The whole head first, so its raw bytes can be checked: Beast tolerates obs-fold
-        // and bare line ends, which a client behind us would read as more fields.
-        for (;;) {
-            const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
-            if (const auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
-                if (!raw_head_problem(seen.substr(0, end + 4)).empty()) co_return make_error_code(upstream_error::bad_response);
-                break;
-            }
-            if (buffer.size() >= max_response_head_bytes) co_return make_error_code(upstream_error::bad_response);
-            const auto n = co_await s.async_read_some(buffer.prepare(std::min<std::size_t>(16384, max_response_head_bytes - buffer.size())),
-                                                      net::redirect_error(net::use_awaitable, ec));
-            buffer.commit(n);
-            if (n > 0) got_bytes = true;
-            if (ec) {
-                if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
-                co_return buffer.size() > 0 ? make_error_code(upstream_error::bad_response) : ec;
-            }
-        }
-        beast::http::response_parser<beast::http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
-        parser.body_limit(options_.max_response_bytes);
-        if (req.method() == beast::http::verb::head) parser.skip(true);
-        co_await beast::http::async_read_header(s, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (!ec && !response_head_problem(parser.get()).empty()) co_return make_error_code(upstream_error::bad_response);
-        const auto status = parser.get().result_int();
-        if (!ec && status == 101) {
-            // cachecar never asks for an upgrade: the bytes after an unsolicited 101 are
-            // not HTTP, and must never be read as the answer.
-            co_return make_error_code(upstream_error::bad_response);
-        }
-        if (!ec && !parser.is_done()) co_await beast::http::async_read(s, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (ec) {
-            if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
-            // Parse errors and limit breaches mean the backend spoke nonsense (or too
-            // much); end_of_stream and socket errors mean the connection went away.
-            const bool protocol = ec.category() == error_code(beast::http::error::bad_target).category() &&
-                                  ec != beast::http::error::end_of_stream;
-            co_return protocol ? make_error_code(upstream_error::bad_response) : ec;
-        }
-        auto res = parser.release();
-        if (status >= 100 && status < 200) {
-            interim_seen = true;
-            if (interim + 1 > max_interim_responses) co_return make_error_code(upstream_error::bad_response);
-            continue;
-        }
-        // A connection is reused only when nothing can follow this answer that belongs to
-        // no request: bytes past its framing already read, or a body the backend may
-        // still send after a HEAD, 204 or 304 answer, or after interim responses (a
-        // reused connection would take those bytes as the next request's answer).
-        reusable = res.keep_alive() && !res.need_eof() && buffer.size() == 0 && !interim_seen &&
-                   req.method() != beast::http::verb::head && status != 204 && status != 304;
-        co_return res;
-    }
-}
-
-net::awaitable<upstream_pool::attempt_outcome> upstream_pool::attempt(beast::tcp_stream& stream, const request& req,
-                                                                     std::chrono::steady_clock::time_point deadline,
-                                                                     bool fresh) {
-    attempt_outcome out;
-    if (fresh) {
-        error_code ec;
-        net::ip::tcp::resolver resolver(stream.get_executor());
-        stream.expires_at(deadline);
-        auto endpoints = co_await resolver.async_resolve(options_.target.host, std::to_string(options_.target.port),
-                                                         net::redirect_error(net::use_awaitable, ec));
-        if (!ec) co_await stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-        if (ec) {
-            out.res = make_error_code(ec == beast::error::timeout ? upstream_error::timeout : upstream_error::connect_failed);
-            co_return out;
-        }
-        stream.socket().set_option(net::ip::tcp::no_delay(true), ec);
-    }
-    bool reusable = false;
-    out.res = co_await exchange(stream, req, deadline, out.got_bytes, reusable);
-    if (out.res && reusable) {
-        stream.expires_never();
-        out.reusable = true;
-    }
-    co_return out;
-}
-
-net::awaitable<result<response>> upstream_pool::send(request req) {
+net::awaitable<result<std::unique_ptr<upstream_exchange>>> upstream_pool::open(request req, body_stream* body,
+                                                                               interim_hook on_interim) {
     const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+    const auto caller = co_await net::this_coro::executor;
+    const bool upgrade = list_has(req.base(), "connection", "upgrade") && line_count(req.base(), "upgrade") > 0;
     const bool idempotent = is_idempotent(req.method());
+    auto* replayable = dynamic_cast<memory_body*>(body);
+    if (body != nullptr) {
+        req.body().clear();
+        if (auto n = body->size()) {
+            req.content_length(*n);
+        } else {
+            req.chunked(true);
+        }
+    }
+    bool body_taken = false;  // a piece of a streamed body has been pulled (it cannot be sent again)
 
     // A pooled connection may have been closed by the backend while idle; for
     // idempotent requests one failure on a reused connection gets one fresh retry.
     for (int attempt_no = 0; attempt_no < 2; ++attempt_no) {
-        auto stream = take_idle();
-        const bool reused = stream != nullptr;
-        // Each connection lives on its own strand and is only ever used from it:
-        // Beast streams are not thread-safe, and pooled connections serve requests
-        // from many sessions (each on its own strand) over their lifetime.
-        if (!stream) stream = std::make_unique<beast::tcp_stream>(net::make_strand(executor_));
-        auto out = co_await net::co_spawn(stream->get_executor(), attempt(*stream, req, deadline, !reused),
-                                          net::use_awaitable);
-        if (out.res) {
-            if (out.reusable) give_back(std::move(stream));
-            co_return std::move(out.res);
+        auto x = std::make_unique<upstream_exchange::impl>();
+        x->timeout = options_.timeout;
+        x->head_request = req.method() == bh::verb::head;
+        if (!upgrade) {
+            x->pool = shared_from_this();
+            x->stream = take_idle();
         }
-        const auto err = out.res.error();
-        const bool retryable = reused && !out.got_bytes && idempotent && err != make_error_code(upstream_error::timeout);
+        const bool reused = x->stream != nullptr;
+        // Pooled connections live on their own strand: Beast streams are not thread-safe,
+        // and over their life they serve requests of many sessions (each on its own
+        // strand). An upgrade's connection is the caller's alone, on its executor, so a
+        // tunnel can splice it with the client from one strand.
+        if (!x->stream) x->stream = std::make_unique<beast::tcp_stream>(upgrade ? caller : net::make_strand(executor_));
+        const auto conn_ex = x->stream->get_executor();
+
+        // Connect (a fresh connection) and write the head, and a body held in `req`.
+        error_code ec = co_await run_on(conn_ex, [&]() -> net::awaitable<error_code> {
+            error_code e;
+            auto& s = *x->stream;
+            s.expires_at(deadline);
+            if (!reused) {
+                net::ip::tcp::resolver resolver(s.get_executor());
+                auto endpoints = co_await resolver.async_resolve(options_.target.host, std::to_string(options_.target.port),
+                                                                 net::redirect_error(net::use_awaitable, e));
+                if (!e) co_await s.async_connect(endpoints, net::redirect_error(net::use_awaitable, e));
+                if (e) co_return make_error_code(e == beast::error::timeout ? upstream_error::timeout : upstream_error::connect_failed);
+                s.socket().set_option(net::ip::tcp::no_delay(true), e);
+                e = {};
+            }
+            if (body != nullptr) {
+                bh::request_serializer<bh::string_body> sr{req};
+                sr.split(true);
+                co_await bh::async_write_header(s, sr, net::redirect_error(net::use_awaitable, e));
+            } else {
+                co_await bh::async_write(s, req, net::redirect_error(net::use_awaitable, e));
+            }
+            if (e) co_return e == beast::error::timeout ? make_error_code(upstream_error::timeout) : e;
+            co_return error_code{};
+        }());
+
+        // Stream the body: each piece is pulled (on the caller's executor, from the client)
+        // only after the last one was written (on the connection's).
+        if (!ec && body != nullptr) {
+            const bool chunked = !body->size();
+            std::array<char, 24> size_line{};
+            for (;;) {
+                auto piece = co_await body->next();
+                body_taken = true;
+                if (!piece) co_return piece.error();  // the client's body failed (went away, over the limit)
+                const bool end = piece->empty();
+                error_code we = co_await run_on(conn_ex, [&]() -> net::awaitable<error_code> {
+                    error_code e;
+                    auto& s = *x->stream;
+                    s.expires_after(options_.timeout);
+                    if (chunked) {
+                        const int len = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", piece->size());
+                        std::array<net::const_buffer, 3> chunk{
+                            net::buffer(size_line.data(), static_cast<std::size_t>(len)),
+                            net::buffer(piece->data(), piece->size()), net::buffer("\r\n", 2)};
+                        co_await net::async_write(s, chunk, net::redirect_error(net::use_awaitable, e));
+                    } else if (!end) {
+                        co_await net::async_write(s, net::buffer(piece->data(), piece->size()),
+                                                  net::redirect_error(net::use_awaitable, e));
+                    }
+                    co_return e;
+                }());
+                // The backend may answer (and stop reading) before the whole body is sent:
+                // go on to read whatever answer it gave.
+                if (we || end) break;
+            }
+        }
+
+        // The response head; interim ones go to the hook, in order, as they arrive.
+        if (!ec) {
+            for (;;) {
+                ec = co_await run_on(conn_ex, x->read_head(deadline));
+                if (ec) break;
+                const auto status = x->parser->get().result_int();
+                if (status == 101) {
+                    // Only ever asked for by an upgrade request; the bytes after an
+                    // unsolicited one are not HTTP and must never be read as an answer.
+                    if (!upgrade) ec = make_error_code(upstream_error::bad_response);
+                    x->upgraded = true;
+                    break;
+                }
+                if (status >= 200) break;
+                if (++x->interims > max_interim_responses) {
+                    ec = make_error_code(upstream_error::bad_response);
+                    break;
+                }
+                if (on_interim) {
+                    bh::response_header<> interim = std::move(x->parser->get().base());
+                    co_await on_interim(interim);
+                }
+            }
+        }
+
+        if (!ec) {
+            std::unique_ptr<upstream_exchange> out(new upstream_exchange(std::move(x)));
+            auto& i = *out->impl_;
+            const auto status = i.parser->get().result_int();
+            // A connection is reused only when nothing can follow this answer that belongs
+            // to no request: a body the backend may still send after a HEAD, 204 or 304
+            // answer, or after interim responses (a reused connection would take those
+            // bytes as the next request's answer).
+            i.reusable = i.parser->keep_alive() && !i.parser->need_eof() && i.interims == 0 && !i.head_request &&
+                         status != 204 && status != 304 && !i.upgraded;
+            out->has_body_ = !i.head_request && !i.upgraded && status != 204 && status != 304 && !i.parser->is_done();
+            if (!out->has_body_) i.done = true;
+            // The head leaves the parser: trailers, if any, then land in its emptied fields.
+            out->head_ = std::move(i.parser->get().base());
+            co_return out;
+        }
+        const bool timed_out = ec == make_error_code(upstream_error::timeout);
+        const bool retryable = reused && !x->got_bytes && idempotent && !timed_out && (!body_taken || replayable);
         if (!retryable) {
-            if (err.category() == upstream_category()) co_return err;
+            if (ec.category() == upstream_category()) co_return ec;
             co_return make_error_code(upstream_error::io_failed);
         }
+        if (replayable) replayable->rewind();
+        body_taken = false;
     }
     co_return make_error_code(upstream_error::io_failed);
+}
+
+net::awaitable<result<response>> upstream_pool::send(request req, std::size_t max_body_bytes) {
+    auto opened = co_await open(std::move(req));
+    if (!opened) co_return opened.error();
+    auto& x = **opened;
+    response out{x.head()};
+    for (;;) {
+        auto piece = co_await x.next();
+        if (!piece) co_return piece.error();
+        if (piece->empty()) break;
+        if (out.body().size() + piece->size() > max_body_bytes) co_return make_error_code(upstream_error::too_large);
+        out.body().append(*piece);
+    }
+    co_return out;
 }
 
 }  // namespace cachecar::http

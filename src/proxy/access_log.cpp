@@ -19,10 +19,12 @@ std::string iso_now() {
 }  // namespace
 
 void handler::on_complete(const request& req, const http::reply& r, const http::connection_info& conn,
-                          std::chrono::steady_clock::duration elapsed) {
+                          const http::delivery& d) {
+    // Both counted: the status line was out, so the client's connection was closed.
+    if (!d.complete) metrics_.get("cachecar_stream_aborts_total", {{"side", d.source_failed ? "upstream" : "client"}})++;
     if (!access_log_->should_log(spdlog::level::info)) return;
-    const auto ms = std::chrono::duration<double, std::milli>(elapsed).count();
-    const auto body_bytes = r.hit ? (r.head_only ? 0 : r.hit->body.size()) : r.message.body().size();
+    const auto ms = std::chrono::duration<double, std::milli>(d.elapsed).count();
+    const auto body_bytes = d.body_bytes;
     const auto stamp = iso_now();
     if (logging::access_format() == config::logging_config::access_format::json) {
         // One JSON object per line; serialised by Boost.JSON so every field is escaped.
@@ -30,24 +32,27 @@ void handler::on_complete(const request& req, const http::reply& r, const http::
                                  {"client", conn.client_address},
                                  {"method", std::string(req.method_string())},
                                  {"target", std::string(req.target())},
-                                 {"status", r.status()},
+                                 {"status", r.status},
                                  {"bytes", body_bytes},
                                  {"route", std::string(r.access.route)},
                                  {"result", std::string(r.access.result)},
                                  {"tier", std::string(r.access.tier)},
                                  {"total_ms", ms}};
         if (r.access.upstream_seconds >= 0) line["upstream_ms"] = r.access.upstream_seconds * 1000.0;
+        if (!d.complete) line["cut"] = d.source_failed ? "upstream" : "client";
         access_log_->info(boost::json::serialize(line));
         return;
     }
+    // " cut=..." only on answers cut short, so the usual line stays as it was.
+    const std::string_view cut = d.complete ? "" : d.source_failed ? " cut=upstream" : " cut=client";
     if (r.access.upstream_seconds >= 0) {
-        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms={:.2f} total_ms={:.2f}", stamp,
-                          conn.client_address, req.method_string(), req.target(), r.status(), body_bytes,
-                          r.access.route, r.access.result, r.access.tier, r.access.upstream_seconds * 1000.0, ms);
+        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms={:.2f} total_ms={:.2f}{}", stamp,
+                          conn.client_address, req.method_string(), req.target(), r.status, body_bytes,
+                          r.access.route, r.access.result, r.access.tier, r.access.upstream_seconds * 1000.0, ms, cut);
     } else {
-        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms=- total_ms={:.2f}", stamp,
-                          conn.client_address, req.method_string(), req.target(), r.status(), body_bytes,
-                          r.access.route, r.access.result, r.access.tier, ms);
+        access_log_->info("{} {} \"{} {}\" {} {}B route={} result={} tier={} upstream_ms=- total_ms={:.2f}{}", stamp,
+                          conn.client_address, req.method_string(), req.target(), r.status, body_bytes,
+                          r.access.route, r.access.result, r.access.tier, ms, cut);
     }
 }
 

@@ -1,122 +1,186 @@
-// Every reply the proxy gives: from a stored entry (the hit, its Age, a 304), from the
-// backend's response, and errors.
+// Every reply the proxy gives: from a stored entry (the hit head, its Age, a 304), from
+// the backend's response as it streams, and errors.
 #include "stages.hpp"
 
 #include <algorithm>
 
 namespace cachecar::proxy {
 
-response client_response(const response& upstream, const request& req, std::string_view x_cache) {
-    response out = upstream;
-    strip_hop_by_hop(out.base());
-    out.set(bh::field::via, "1.1 cachecar");
-    if (!x_cache.empty()) out.set("X-Cache", x_cache);
-    if (req.method() != bh::verb::head) {
-        out.prepare_payload();
-    } else if (!out.body().empty()) {
-        out.content_length(out.body().size());
-        out.body().clear();
-    }
-    out.version(11);
-    return out;
-}
-
-http::reply error_reply(unsigned status, std::string_view message, std::string_view x_cache) {
-    http::reply r;
-    r.message = response{static_cast<bh::status>(status), 11};
-    r.message.set(bh::field::content_type, "application/json");
-    r.message.set(bh::field::via, "1.1 cachecar");
-    if (!x_cache.empty()) r.message.set("X-Cache", x_cache);
-    r.message.body() = std::string("{\"error\":\"") + std::string(message) + "\"}\n";
-    r.message.prepare_payload();
-    return r;
-}
-
-unsigned status_for(const error_code& ec) { return ec == make_error_code(http::upstream_error::timeout) ? 504 : 502; }
-
 namespace {
 
-// The one place Age is computed: seconds the entry has been held.
+}  // namespace
+
+void status_line(std::string& out, unsigned status, std::string_view reason) {
+    out += "HTTP/1.1 ";
+    out += std::to_string(status);
+    out += ' ';
+    // The backend's own reason phrase when it gave one (raw-checked with its head),
+    // else the standard one; Beast knows none for 103.
+    if (reason.empty()) {
+        const auto standard = bh::obsolete_reason(static_cast<bh::status>(status));
+        reason = status == 103 ? std::string_view("Early Hints") : std::string_view(standard.data(), standard.size());
+    }
+    out.append(reason.data(), reason.size());
+    out += "\r\n";
+}
+
 std::int64_t age_seconds(const cache::entry& e) {
     return std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(clock::now() - e.stored_at).count());
 }
 
-}  // namespace
+http::reply error_reply(unsigned status, std::string_view message, std::string_view x_cache) {
+    response res{static_cast<bh::status>(status), 11};
+    res.set(bh::field::content_type, "application/json");
+    res.set(bh::field::via, "1.1 cachecar");
+    if (!x_cache.empty()) res.set("X-Cache", x_cache);
+    res.body() = std::string("{\"error\":\"") + std::string(message) + "\"}\n";
+    return http::make_reply(std::move(res));
+}
 
-http::reply not_modified_reply(const cache::entry& e, std::string_view x_cache, std::string_view tier) {
-    http::reply r;
-    r.message = response{bh::status::not_modified, 11};
+http::reply not_modified_reply(const cache::header_block& fields, std::string_view x_cache, std::string_view tier,
+                               std::int64_t age) {
+    response res{bh::status::not_modified, 11};
     for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
-        for_each_line(e.headers, name, [&](std::string_view v) { r.message.insert(name, v); });
+        for_each_line(fields, name, [&](std::string_view v) { res.insert(name, v); });
     }
-    r.message.set("X-Cache", x_cache);
+    res.set("X-Cache", x_cache);
     if (!tier.empty()) {
-        r.message.set("X-Cache-Tier", tier);
-        r.message.set(bh::field::age, std::to_string(age_seconds(e)));
+        res.set("X-Cache-Tier", tier);
+        res.set(bh::field::age, std::to_string(age));
     }
-    r.message.set(bh::field::via, "1.1 cachecar");
-    return r;
+    res.set(bh::field::via, "1.1 cachecar");
+    return http::make_reply(std::move(res));
 }
 
 http::reply reply_from_entry(const request& req, const cache::entry_ptr& e, std::string_view x_cache,
-                             config::tier_kind tier, bool head) {
+                             std::string_view tier, bool head, std::string& scratch) {
     // The stored validators are looked up only for a conditional request: a hit must
     // not pay for reading its stored fields.
     const bool conditional = line_count(req.base(), "if-none-match") + line_count(req.base(), "if-modified-since") > 0;
     if (conditional && not_modified(req, single_value(e->headers, "etag").value_or(""),
                                     single_value(e->headers, "last-modified").value_or(""))) {
-        return not_modified_reply(*e, x_cache, config::to_string(tier));
+        return not_modified_reply(e->headers, x_cache, tier, age_seconds(*e));
+    }
+    // Only the status line and the per-hit lines (X-Cache, X-Cache-Tier, Age, Via, the
+    // framing) are composed, into the connection's reused scratch buffer; the stored
+    // header block and the body go out as they are.
+    scratch.clear();
+    status_line(scratch, e->status, {});
+    const auto status_end = scratch.size();
+    scratch += "X-Cache: ";
+    scratch += x_cache;
+    if (!tier.empty()) {
+        scratch += "\r\nX-Cache-Tier: ";
+        scratch += tier;
+        scratch += "\r\nAge: ";
+        scratch += std::to_string(age_seconds(*e));
+    }
+    scratch += "\r\nVia: 1.1 cachecar\r\n";
+    if (e->status != 204 && e->status != 304) {
+        scratch += "Content-Length: ";
+        scratch += std::to_string(e->body.size());
+        scratch += "\r\n";
     }
     http::reply r;
-    r.hit = e;
+    r.status = e->status;
+    r.head = {std::string_view(scratch).substr(0, status_end), e->headers.wire(), std::string_view(scratch).substr(status_end)};
+    r.body = e->body;
     r.head_only = head;
-    r.hit_meta = {x_cache, config::to_string(tier), age_seconds(*e)};
+    r.owner = e;
+    return r;
+}
+
+http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_ptr<http::body_stream> body,
+                                const request& req, std::string_view x_cache) {
+    struct owned {
+        std::string head;
+    };
+    auto o = std::make_shared<owned>();
+    auto& out = o->head;
+    const auto status = head.result_int();
+    status_line(out, status, head.reason());
+    // Hop-by-hop fields, and those the backend names in Connection, are for its hop only.
+    std::vector<std::string_view> hop_named;
+    for_each_line(head, "connection", [&](std::string_view line) {
+        for_each_list_item(line, [&](std::string_view name) { hop_named.push_back(name); });
+    });
+    for (const auto& f : head) {
+        switch (f.name()) {
+        case bh::field::connection:
+        case bh::field::keep_alive:
+        case bh::field::proxy_connection:
+        case bh::field::te:
+        case bh::field::trailer:
+        case bh::field::transfer_encoding:
+        case bh::field::upgrade:
+        case bh::field::content_length:
+        case bh::field::via:
+            continue;
+        default:
+            break;
+        }
+        if (same_field_name(f.name_string(), "x-cache")) continue;
+        if (std::any_of(hop_named.begin(), hop_named.end(), [&](std::string_view n) { return same_field_name(n, f.name_string()); }))
+            continue;
+        out.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+    }
+    out += "Via: 1.1 cachecar\r\n";
+    if (!x_cache.empty()) out.append("X-Cache: ").append(x_cache).append("\r\n");
+
+    http::reply r;
+    r.status = status;
+    const bool no_body = status < 200 || status == 204 || status == 304;
+    if (req.method() == bh::verb::head) {
+        // A HEAD's answer keeps the length the body would have had (or the GET's).
+        if (auto cl = single_value(head, "content-length")) out.append("Content-Length: ").append(*cl).append("\r\n");
+        else if (body && body->size()) out.append("Content-Length: ").append(std::to_string(*body->size())).append("\r\n");
+        r.head_only = true;
+    } else if (!no_body) {
+        if (body && body->size()) {
+            out.append("Content-Length: ").append(std::to_string(*body->size())).append("\r\n");
+        } else if (req.version() >= 11) {
+            // Chunked or close-delimited upstream: chunk by chunk to the client, each piece
+            // flushed as it comes (Server-Sent Events).
+            out += "Transfer-Encoding: chunked\r\n";
+            r.chunked = true;
+        } else {
+            r.close = true;  // an HTTP/1.0 client reads to the end of the connection
+        }
+    }
+    r.head[0] = o->head;
+    r.stream = std::move(body);
+    r.owner = std::move(o);
     return r;
 }
 
 step handler::deliver_hit(cacheable_request& r) {
     r.count(stats::request_result::hit);
-    r.reply = reply_from_entry(r.req, r.found.fresh, "HIT", r.found.from, r.head);
+    r.reply = reply_from_entry(r.req, r.found.fresh, "HIT", config::to_string(r.found.from), r.head, r.in.scratch);
     r.reply.access = {r.route.cfg.name, "hit", config::to_string(r.found.from), -1};
     return step::done;
 }
 
 step handler::stale_if_error(cacheable_request& r) {
-    const auto& f = *r.result_of_fill;
+    const double upstream = r.result_of_fill ? r.result_of_fill->upstream_seconds : -1;
     const auto w = windows_for(r.route, list_value(r.found.expired->headers, "cache-control"));
     if (clock::now() < r.found.expired->expires_at + w.if_error) {
         metrics_.get("cachecar_stale_served_total", {{"route", r.route.cfg.name}, {"why", "error"}})++;
         r.count(stats::request_result::stale);
-        r.reply = reply_from_entry(r.req, r.found.expired, "STALE", r.found.expired_from, r.head);
-        r.reply.access = {r.route.cfg.name, "stale", config::to_string(r.found.expired_from), f.upstream_seconds};
+        r.reply = reply_from_entry(r.req, r.found.expired, "STALE", config::to_string(r.found.expired_from), r.head,
+                                   r.in.scratch);
+        r.reply.access = {r.route.cfg.name, "stale", config::to_string(r.found.expired_from), upstream};
         return step::done;
     }
     return step::deliver_fetched;
 }
 
 step handler::deliver_fetched(cacheable_request& r) {
+    // Reached when the fill left no reply of its own: the flight failed before a head.
     const auto& f = *r.result_of_fill;
-    if (!f.upstream) {
-        r.count(stats::request_result::error);
-        ++*r.counters.errors;
-        r.reply = error_reply(status_for(f.upstream.error()), f.upstream.error().message(), "MISS");
-        r.reply.access = {r.route.cfg.name, "error", "-", f.upstream_seconds};
-        return step::done;
-    }
-    r.count(stats::request_result::miss);
-    const auto& res = *f.upstream;
-    if (res.result_int() == 200 && not_modified(r.req, single_value(res.base(), "etag").value_or(""),
-                                                single_value(res.base(), "last-modified").value_or(""))) {
-        // The validators were not forwarded (so the response could be stored); answer them here.
-        cache::entry probe;
-        for (const auto& h : res) {
-            if (cache::header_block::valid(h.name_string(), h.value())) probe.headers.add(h.name_string(), h.value());
-        }
-        r.reply = not_modified_reply(probe, "MISS", {});
-    } else {
-        r.reply.message = client_response(res, r.req, "MISS");
-    }
-    r.reply.access = {r.route.cfg.name, "miss", "-", r.led ? f.upstream_seconds : 0.0};
+    r.count(stats::request_result::error);
+    ++*r.counters.errors;
+    r.reply = failure_reply(f.error, "MISS");
+    r.reply.access = {r.route.cfg.name, "error", "-", f.upstream_seconds};
     return step::done;
 }
 

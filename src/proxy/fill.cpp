@@ -1,47 +1,55 @@
-// A miss: the generations noted before the fetch, the coalesced upstream fetch, and
-// the one routine that stores what a fetch brought (the refresh uses it too).
+// A miss: the generations noted before the fetch, the coalesced upstream fetch, the
+// response streamed to the client while it is copied into the store, and the one
+// routine that stores what a fetch brought (the refresh uses it too).
+//
+// Coalescing: requests behind a leader wait for the *stored entry* (they do not follow
+// the stream). A leader whose response turns out not to be storable (its head says so,
+// or its body grows past max_object_bytes) releases them at once to fetch for
+// themselves, and marks the key "pass" for a while so later requests are not queued
+// behind fetches that will not be stored (Varnish's hit-for-miss).
 #include "stages.hpp"
 
 #include <algorithm>
 
 namespace cachecar::proxy {
 
-std::string_view not_storable_reason(const route::compiled_route& route, bool credentialed, const response& res,
+std::string_view not_storable_reason(const route::compiled_route& route, bool credentialed,
+                                     const bh::response_header<>& res, std::optional<std::uint64_t> size,
                                      std::size_t max_object_bytes) {
     const auto status = res.result_int();
     if (std::find(route.cfg.status.begin(), route.cfg.status.end(), status) == route.cfg.status.end()) return "status";
-    if (line_count(res.base(), "set-cookie") > 0) return "set_cookie";
-    const auto cc = list_value(res.base(), "cache-control");
+    if (line_count(res, "set-cookie") > 0) return "set_cookie";
+    const auto cc = list_value(res, "cache-control");
     if (has_directive(cc, "no-store")) return "no_store";
     if (has_directive(cc, "private")) return "private";
     // Vary: * says no stored response can ever be chosen for another request.
-    if (vary_names(list_value(res.base(), "vary")) == std::vector<std::string>{"*"}) return "vary_star";
+    if (vary_names(list_value(res, "vary")) == std::vector<std::string>{"*"}) return "vary_star";
     // RFC 9111 3.5: a shared cache stores the answer to a request with credentials only
     // when the origin says so; on a `shared` route every user would get it.
     if (route.cfg.shared && credentialed && !route.cfg.store_authenticated && !has_directive(cc, "public") &&
         !has_directive(cc, "s-maxage") && !has_directive(cc, "must-revalidate"))
         return "authenticated";
-    if (res.body().size() > max_object_bytes) return "too_large";
+    if (size && *size > max_object_bytes) return "too_large";
     // Stored fields are replayed verbatim on hits; one that could not be written back
     // safely (a control character the parser let through) keeps the response out.
     for (const auto& f : res) {
         if (!cache::header_block::valid(f.name_string(), f.value())) return "bad_header";
     }
     if (route.cfg.ttl_from_origin) {
-        auto lifetime = origin_freshness(res.base());
+        auto lifetime = origin_freshness(res);
         if (lifetime && lifetime->count() == 0) return "origin_max_age_0";
     }
     return {};
 }
 
-cache::entry_ptr make_entry(const response& res, const route::compiled_route& route,
-                            std::vector<cache::category_stamp> stamps) {
+std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
+                                         std::vector<cache::category_stamp> stamps) {
     auto e = std::make_shared<cache::entry>();
     e->status = res.result_int();
     // Fields the backend names in Connection are for this hop only (RFC 9110 7.6.1):
     // never stored, so never replayed on a hit.
     std::vector<std::string> hop_named;
-    for_each_line(res.base(), "connection", [&](std::string_view line) {
+    for_each_line(res, "connection", [&](std::string_view line) {
         for_each_list_item(line, [&](std::string_view name) { hop_named.emplace_back(name); });
     });
     for (const auto& f : res) {
@@ -61,33 +69,137 @@ cache::entry_ptr make_entry(const response& res, const route::compiled_route& ro
         case bh::field::via:
             continue;  // recomputed per hit, or hop-by-hop
         default:
+            if (same_field_name(f.name_string(), "x-cache")) continue;
             e->headers.add(f.name_string(), f.value());
         }
     }
     e->headers.shrink_to_fit();
-    e->body = res.body();
     e->stored_at = clock::now();
     config::duration ttl = route.cfg.ttl;
     if (route.cfg.ttl_from_origin) {
-        if (auto lifetime = origin_freshness(res.base())) ttl = *lifetime;
+        if (auto lifetime = origin_freshness(res)) ttl = *lifetime;
     }
     e->expires_at = e->stored_at + ttl;
-    const auto w = windows_for(route, list_value(res.base(), "cache-control"));
+    const auto w = windows_for(route, list_value(res, "cache-control"));
     e->retain_until = e->expires_at + std::max(w.if_error, w.while_revalidate);
     e->stamps = std::move(stamps);
     return e;
 }
 
-void handler::store_fetched(const snapshot& snap, const route::compiled_route& route, const std::string& key,
-                            const request& req, const cache::entry_ptr& e, const std::vector<std::string>& vary) {
-    if (vary.empty()) {
-        tiers_.store(route.cfg.tiers, key, e);
+cache::entry_ptr handler::store(store_plan plan, std::string body) {
+    plan.entry->body = std::move(body);
+    cache::entry_ptr e = std::move(plan.entry);
+    const auto& tiers = plan.route->cfg.tiers;
+    if (plan.vary.empty()) {
+        tiers_.store(tiers, plan.key, e);
     } else {
         // The marker tells later lookups which headers pick the variant.
-        tiers_.store(route.cfg.tiers, key, make_vary_marker(*e, vary));
-        tiers_.store(route.cfg.tiers, variant_key(key, vary, req, snap.cfg.server.underscores_in_headers), e);
+        tiers_.store(tiers, plan.key, make_vary_marker(*e, plan.vary));
+        tiers_.store(tiers, plan.variant_key, e);
     }
+    ++*plan.snap->route_stats[plan.route->index]->stores;
+    return e;
 }
+
+namespace {
+
+// The miss's response on its way to the client, copied into the store as it passes,
+// up to max_object_bytes. At the end the copy is stored and handed to the requests
+// coalesced behind it; past the limit the copy is dropped (counted) and they are
+// released at once, while the stream goes on. A stream that fails, or whose client
+// goes away, stores nothing (the ticket then releases them too).
+class fill_stream final : public http::body_stream {
+public:
+    fill_stream(handler& h, stats::registry& metrics, std::unique_ptr<http::upstream_exchange> x,
+                handler::store_plan plan, cache::coalescer<fill_result>::ticket ticket, std::size_t max_object_bytes,
+                double upstream_seconds, std::function<void()> on_too_large)
+        : handler_(h),
+          metrics_(metrics),
+          exchange_(std::move(x)),
+          plan_(std::move(plan)),
+          ticket_(std::move(ticket)),
+          max_object_bytes_(max_object_bytes),
+          upstream_seconds_(upstream_seconds),
+          on_too_large_(std::move(on_too_large)) {}
+
+    // The client went away mid-stream (or stopped reading): a response being copied is
+    // still read to its end, in the background and bounded by max_object_bytes, and
+    // stored; its connection then goes back to the pool clean. nginx and Varnish finish
+    // a cacheable fetch the same way, and the requests coalesced behind it get it.
+    ~fill_stream() override {
+        if (!copying_ || finished_) return;
+        auto ex = net::make_strand(plan_.snap->upstream->executor());
+        auto rest = [&h = handler_, x = std::move(exchange_), plan = std::move(plan_), ticket = std::move(ticket_),
+                     copy = std::move(copy_), max = max_object_bytes_,
+                     seconds = upstream_seconds_]() mutable -> net::awaitable<void> {
+            for (;;) {
+                auto piece = co_await x->next();
+                if (!piece || copy.size() + piece->size() > max) co_return;  // the ticket releases the others
+                if (piece->empty()) break;
+                copy.append(*piece);
+            }
+            auto shared = std::make_shared<fill_result>();
+            shared->vary = plan.vary;
+            shared->variant = plan.variant;
+            shared->upstream_seconds = seconds;
+            shared->stored = h.store(std::move(plan), std::move(copy));
+            ticket.publish(std::move(shared));
+        };
+        net::co_spawn(ex, std::move(rest), net::detached);
+    }
+
+    net::awaitable<result<std::string_view>> next() override {
+        auto piece = co_await exchange_->next();
+        if (!piece) {
+            finished_ = true;
+            co_return piece;  // nothing partial is stored; the ticket releases the others
+        }
+        if (copying_ && !piece->empty()) {
+            if (copy_.size() + piece->size() > max_object_bytes_) {
+                // Stored only up to max_object_bytes: drop the copy, let the stream go on.
+                copying_ = false;
+                std::string().swap(copy_);
+                metrics_.get("cachecar_not_stored_total", {{"route", plan_.route->cfg.name}, {"reason", "too_large"}})++;
+                ticket_.publish(nullptr);
+                on_too_large_();
+            } else {
+                copy_.append(*piece);
+            }
+        }
+        if (exchange_->complete()) {
+            finished_ = true;
+            // Stored before the last piece goes out: a client that has the whole answer
+            // and asks again finds it.
+            if (copying_) {
+                copying_ = false;
+                auto shared = std::make_shared<fill_result>();
+                shared->vary = plan_.vary;
+                shared->variant = plan_.variant;
+                shared->upstream_seconds = upstream_seconds_;
+                shared->stored = handler_.store(std::move(plan_), std::move(copy_));
+                ticket_.publish(std::move(shared));
+            }
+        }
+        co_return piece;
+    }
+    std::optional<std::uint64_t> size() const override { return exchange_->size(); }
+    std::string_view trailers() const override { return exchange_->trailers(); }
+
+private:
+    handler& handler_;
+    stats::registry& metrics_;
+    std::unique_ptr<http::upstream_exchange> exchange_;
+    handler::store_plan plan_;
+    cache::coalescer<fill_result>::ticket ticket_;
+    std::size_t max_object_bytes_;
+    double upstream_seconds_;
+    std::function<void()> on_too_large_;
+    bool copying_ = true;
+    bool finished_ = false;  // the body ended, or failed
+    std::string copy_;
+};
+
+}  // namespace
 
 net::awaitable<step> handler::fill(cacheable_request& r) {
     // Note the generations *before* fetching: if a purge lands while the fetch runs, the
@@ -110,42 +222,124 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
     const bool may_store = generations.has_value();
     const bool alias = r.snap.cfg.server.underscores_in_headers;
     const auto limits = r.snap.cfg.limits;
-    auto do_fetch = [&]() -> net::awaitable<std::shared_ptr<const fetched>> {
-        fetched result_of_fetch = co_await fetch(r.req, r.conn, r.snap, &r.route);  // named: see coalescer.hpp
-        auto f = std::make_shared<fetched>(std::move(result_of_fetch));
-        if (f->upstream && may_store) {
-            auto reason = not_storable_reason(r.route, r.credentialed, *f->upstream, limits.max_object_bytes);
-            if (reason.empty()) {
-                f->stored = make_entry(*f->upstream, r.route, cache::make_stamps(r.categories, *generations));
-                f->vary = vary_names(list_value(f->upstream->base(), "vary"));
-                if (!f->vary.empty()) f->variant = variant_fingerprint(f->vary, r.req, alias);
-                store_fetched(r.snap, r.route, r.key, r.req, f->stored, f->vary);
-                ++*r.counters.stores;
-            } else {
-                metrics_.get("cachecar_not_stored_total", {{"route", r.route.cfg.name}, {"reason", std::string(reason)}})++;
+    const bool has_stale = r.found.expired && !is_vary_marker(*r.found.expired);
+
+    // Join the flight for this key, unless the key is passing (its last response was
+    // not storable): then fetch alone, without making anyone wait.
+    cache::coalescer<fill_result>::ticket ticket;
+    if (!passing(r.entry_key)) {
+        ticket = coalescer_.join(flight_key);
+        if (!ticket.leader()) {
+            auto shared = co_await ticket.wait(std::chrono::steady_clock::now() + limits.upstream_timeout);
+            if (shared && shared->stored &&
+                (shared->vary.empty() || variant_fingerprint(shared->vary, r.req, alias) == shared->variant)) {
+                metrics_.get("cachecar_coalesced_total", {{"route", r.route.cfg.name}})++;
+                r.count(stats::request_result::miss);
+                r.reply = reply_from_entry(r.req, shared->stored, "MISS", {}, r.head, r.in.scratch);
+                r.reply.access = {r.route.cfg.name, "miss", "-", 0.0};
+                co_return step::done;
+            }
+            if (shared && shared->error) {
+                // The backend failed for the leader: the same answer for the others.
+                metrics_.get("cachecar_coalesced_total", {{"route", r.route.cfg.name}})++;
+                r.result_of_fill = std::move(shared);
+                co_return has_stale ? step::stale_if_error : step::deliver_fetched;
+            }
+            ticket = {};  // not for sharing, or waited too long: fetch alone
+        }
+    }
+
+    double seconds = 0;
+    auto opened = co_await open_upstream(r.in, r.snap, &r.route, seconds);
+    r.led = true;
+    if (!opened) {
+        auto failed = std::make_shared<fill_result>();
+        failed->error = opened.error();
+        failed->upstream_seconds = seconds;
+        ticket.publish(failed);
+        r.result_of_fill = std::move(failed);
+        co_return has_stale ? step::stale_if_error : step::deliver_fetched;
+    }
+    std::unique_ptr<http::upstream_exchange> x = std::move(*opened);
+    const auto& head = x->head();  // owned by the exchange, which outlives every use below
+    const auto status = head.result_int();
+    if (status >= 500) {
+        ticket.publish(nullptr);
+        if (has_stale) {
+            const auto w = windows_for(r.route, list_value(r.found.expired->headers, "cache-control"));
+            if (clock::now() < r.found.expired->expires_at + w.if_error) {
+                auto failed = std::make_shared<fill_result>();
+                failed->upstream_seconds = seconds;
+                r.result_of_fill = std::move(failed);
+                co_return step::stale_if_error;  // the 5xx goes unread; its connection closes
             }
         }
-        co_return f;
-    };
+    }
+    r.count(stats::request_result::miss);
+    const auto reason = may_store ? not_storable_reason(r.route, r.credentialed, head, x->size(), limits.max_object_bytes)
+                                  : std::string_view("generations");
+    if (!reason.empty()) {
+        // For this requester alone: release the others now, and pass for a while
+        // (except after a 5xx, likely passing itself, where coalescing shields the backend).
+        if (may_store) metrics_.get("cachecar_not_stored_total", {{"route", r.route.cfg.name}, {"reason", std::string(reason)}})++;
+        ticket.publish(nullptr);
+        if (may_store && status < 500) mark_pass(r.entry_key);
+        r.reply = reply_from_upstream(head, std::move(x), r.req, "MISS");
+        r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
+        co_return step::done;
+    }
 
-    // Shared: upstream failures, and stored responses of this request's variant. A
-    // response that may not be stored (Set-Cookie, private) is for its own requester
-    // alone. A HEAD joins a GET's flight (both ask the backend the same GET).
-    auto outcome = co_await coalescer_.run(
-        flight_key, std::chrono::steady_clock::now() + limits.upstream_timeout, do_fetch,
-        [&r, alias](const fetched& x) {
-            if (!x.upstream) return true;
-            if (!x.stored) return false;
-            return x.vary.empty() || variant_fingerprint(x.vary, r.req, alias) == x.variant;
-        });
-    r.result_of_fill = std::move(outcome.value);
-    r.led = outcome.led;
-    if (!r.led) metrics_.get("cachecar_coalesced_total", {{"route", r.route.cfg.name}})++;
+    store_plan plan;
+    plan.snap = r.snap_ptr;
+    plan.route = &r.route;
+    plan.key = r.key;
+    plan.vary = vary_names(list_value(head, "vary"));
+    if (!plan.vary.empty()) {
+        plan.variant = variant_fingerprint(plan.vary, r.req, alias);
+        plan.variant_key = variant_key(r.key, plan.vary, r.req, alias);
+    }
+    plan.entry = make_entry(head, r.route, cache::make_stamps(r.categories, *generations));
+    // The client's validators were not forwarded (so the response can be stored); a
+    // match is answered here, with a 304.
+    const bool answer_304 = status == 200 && not_modified(r.req, single_value(head, "etag").value_or(""),
+                                                          single_value(head, "last-modified").value_or(""));
+    if (r.head || answer_304) {
+        // The client gets no body: read it here, bounded, to store it.
+        std::string body;
+        const error_code ec = co_await http::read_whole(*x, body, limits.max_object_bytes);
+        cache::entry_ptr stored;
+        if (!ec) {
+            auto shared = std::make_shared<fill_result>();
+            shared->vary = plan.vary;
+            shared->variant = plan.variant;
+            shared->upstream_seconds = seconds;
+            shared->stored = stored = store(std::move(plan), std::move(body));
+            ticket.publish(std::move(shared));
+        } else {
+            ticket.publish(nullptr);
+            if (ec == bh::error::body_limit) {
+                metrics_.get("cachecar_not_stored_total", {{"route", r.route.cfg.name}, {"reason", "too_large"}})++;
+                mark_pass(r.entry_key);
+            }
+        }
+        if (answer_304) {
+            r.reply = not_modified_reply(stored ? stored->headers : plan.entry->headers, "MISS", {}, 0);
+        } else if (stored) {
+            r.reply = reply_from_entry(r.req, stored, "MISS", {}, true, r.in.scratch);
+        } else {
+            r.reply = reply_from_upstream(head, nullptr, r.req, "MISS");
+        }
+        r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
+        co_return step::done;
+    }
 
-    const auto& f = *r.result_of_fill;
-    const bool upstream_failed = !f.upstream || f.upstream->result_int() >= 500;
-    if (upstream_failed && r.found.expired && !is_vary_marker(*r.found.expired)) co_return step::stale_if_error;
-    co_return step::deliver_fetched;
+    // Stream to the client, copying into the store on the way.
+    auto on_too_large = [this, key = r.entry_key] { mark_pass(key); };
+    auto body = std::make_unique<fill_stream>(*this, metrics_, std::move(x), std::move(plan), std::move(ticket),
+                                              limits.max_object_bytes, seconds, std::move(on_too_large));
+    r.reply = reply_from_upstream(head, std::move(body), r.req, "MISS");
+    r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
+    co_return step::done;
 }
 
 }  // namespace cachecar::proxy

@@ -1,6 +1,6 @@
-// Write routes: forward, and on a 2xx purge the categories before the client sees the
-// answer (once it has the answer to its write, no read may return what was cached
-// before it).
+// Write routes: forward (the body streams to the backend), and on a 2xx purge the
+// categories before the client sees the answer (once it has the answer to its write,
+// no read may return what was cached before it); then the answer streams back.
 #include "stages.hpp"
 
 #include <cachecar/route/key_builder.hpp>
@@ -10,29 +10,27 @@
 
 namespace cachecar::proxy {
 
-net::awaitable<http::reply> handler::serve_write(request& req, const http::connection_info& conn, const snapshot& snap,
-                                                const route_decision& decision) {
+net::awaitable<http::reply> handler::serve_write(http::inbound& in, const snapshot& snap, const route_decision& decision) {
     const auto& inv = *decision.invalidation.target;
     auto& counters = *snap.invalidation_stats[inv.index];
-    auto f = co_await fetch(req, conn, snap, nullptr);
+    double seconds = 0;
+    auto opened = co_await open_upstream(in, snap, nullptr, seconds);
     http::reply r;
-    r.access = {"invalidate", "write", "-", f.upstream_seconds};
-    if (!f.upstream) {
+    if (!opened) {
         ++*counters.errors;
-        r = error_reply(status_for(f.upstream.error()), f.upstream.error().message(), {});
-        r.access = {"invalidate", "error", "-", f.upstream_seconds};
+        r = failure_reply(opened.error(), {});
+        r.access = {"invalidate", "error", "-", seconds};
         co_return r;
     }
-    const auto status = f.upstream->result_int();
+    auto x = std::move(*opened);
+    const auto status = x->head().result_int();
     if (status >= 200 && status < 300) {
-        // Purge before the client sees the response: once it has the answer to its
-        // write, no read may return what was cached before it. A path the backend may
-        // read another way purges for both readings.
+        // A path the backend may read another way purges for both readings.
         const bool alias = snap.cfg.server.underscores_in_headers;
         std::vector<std::string> categories;
         for (const auto* m : {&decision.invalidation, &decision.invalidation_resolved}) {
             if (!*m) continue;
-            const keyed_request keyed(req, m->params, alias);
+            const keyed_request keyed(in.req, m->params, alias);
             for (auto& c : route::expand_categories(m->target->purges, keyed.view())) {
                 if (std::find(categories.begin(), categories.end(), c) == categories.end()) categories.push_back(std::move(c));
             }
@@ -52,7 +50,9 @@ net::awaitable<http::reply> handler::serve_write(request& req, const http::conne
         }
     }
     ++*counters.requests[static_cast<std::size_t>(stats::request_result::write)];
-    r.message = client_response(*f.upstream, req, {});
+    const auto& head = x->head();
+    r = reply_from_upstream(head, std::move(x), in.req, {});
+    r.access = {"invalidate", "write", "-", seconds};
     co_return r;
 }
 

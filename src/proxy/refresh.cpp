@@ -5,10 +5,11 @@
 namespace cachecar::proxy {
 
 step handler::revalidate(cacheable_request& r) {
-    start_refresh(r.req, r.conn, r.snap_ptr, &r.route, r.key, r.entry_key, r.categories, r.credentialed);
+    start_refresh(r.req, r.in.conn, r.snap_ptr, &r.route, r.key, r.entry_key, r.categories, r.credentialed);
     metrics_.get("cachecar_stale_served_total", {{"route", r.route.cfg.name}, {"why", "revalidate"}})++;
     r.count(stats::request_result::stale);
-    r.reply = reply_from_entry(r.req, r.found.expired, "STALE", r.found.expired_from, r.head);
+    r.reply = reply_from_entry(r.req, r.found.expired, "STALE", config::to_string(r.found.expired_from), r.head,
+                               r.in.scratch);
     r.reply.access = {r.route.cfg.name, "stale", config::to_string(r.found.expired_from), -1};
     return step::done;
 }
@@ -37,12 +38,20 @@ void handler::start_refresh(const request& req, const http::connection_info& con
             } guard{refreshing, entry_key};
             auto generations = co_await tiers_.generations().current(categories);
             if (!generations) co_return;
-            fetched f = co_await fetch(req, conn, *snap, route);
-            if (!f.upstream) co_return;
-            auto reason = not_storable_reason(*route, credentialed, *f.upstream, snap->cfg.limits.max_object_bytes);
-            if (!reason.empty()) co_return;
-            auto e = make_entry(*f.upstream, *route, cache::make_stamps(categories, *generations));
-            store_fetched(*snap, *route, key, req, e, vary_names(list_value(f.upstream->base(), "vary")));
+            // In memory, bounded: a response too large to store is not worth reading.
+            const auto max = snap->cfg.limits.max_object_bytes;
+            auto sent = co_await snap->upstream->send(make_upstream_request(req, conn.client_address, true, true), max);
+            if (!sent) co_return;
+            if (!not_storable_reason(*route, credentialed, sent->base(), sent->body().size(), max).empty()) co_return;
+            const bool alias = snap->cfg.server.underscores_in_headers;
+            store_plan plan;
+            plan.snap = snap;
+            plan.route = route;
+            plan.key = key;
+            plan.vary = vary_names(list_value(sent->base(), "vary"));
+            if (!plan.vary.empty()) plan.variant_key = variant_key(key, plan.vary, req, alias);
+            plan.entry = make_entry(sent->base(), *route, cache::make_stamps(categories, *generations));
+            store(std::move(plan), std::move(sent->body()));
             metrics_.get("cachecar_revalidations_total", {{"route", route->cfg.name}})++;
         },
         net::detached);

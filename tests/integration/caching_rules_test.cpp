@@ -80,15 +80,19 @@ TEST_F(caching_rules_test, SmugglingShapedRequestsAreRejectedAndNeverForwarded) 
     EXPECT_EQ(origin_.count(), 0u) << "a rejected request must never reach the backend";
 }
 
-TEST_F(caching_rules_test, ChunkedBodiesAreReserialisedForTheBackend) {
+TEST_F(caching_rules_test, ChunkedBodiesAreReframedForTheBackend) {
+    // Streamed on as they arrive (chunked, cachecar's own chunk framing), never relayed
+    // as the client's raw bytes: the chunk extensions and trailers stay behind.
     auto reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+                     "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
     EXPECT_TRUE(starts_with(reply, "HTTP/1.1 200")) << reply;
     auto seen = origin_.requests();
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].body, "hello world");
-    EXPECT_EQ(seen[0].headers["content-length"], "11");
-    EXPECT_EQ(seen[0].headers.count("transfer-encoding"), 0u);
+    EXPECT_EQ(seen[0].headers["transfer-encoding"], "chunked");
+    EXPECT_EQ(seen[0].headers.count("content-length"), 0u);
+    EXPECT_EQ(seen[0].raw.find("ext=1"), std::string::npos);
+    EXPECT_TRUE(seen[0].trailers.empty());
 }
 
 // --- 2. What may be stored (RFC 9111 3, 5.2.2) ---------------------------------------

@@ -8,6 +8,7 @@ const std::string routes = R"(
 limits:
   max_header_bytes: 4KiB
   max_body_bytes: 64KiB
+  max_upload_bytes: 64KiB
   max_connections: 4
   client_idle_timeout: 2s
 routes:

@@ -29,10 +29,10 @@ class admin_api final : public http::request_handler {
 public:
     admin_api(snapshot_holder& snapshots, cache::tier_chain& tiers, stats::registry& metrics, admin_hooks hooks);
 
-    net::awaitable<http::reply> handle(http::request& req, const http::connection_info& conn) override;
+    net::awaitable<http::reply> handle(http::inbound& in) override;
     config::limits_config limits() const override;
     void on_complete(const http::request& req, const http::reply& r, const http::connection_info& conn,
-                     std::chrono::steady_clock::duration elapsed) override;
+                     const http::delivery& d) override;
     void on_rejected(unsigned status) override;
 
     // The /health document and whether any configured tier is down.

@@ -47,10 +47,12 @@ struct server_config {
 
 struct limits_config {
     std::size_t max_header_bytes = 16384;
-    std::size_t max_body_bytes = 10485760;
-    std::size_t max_object_bytes = 1048576;
-    duration upstream_timeout = std::chrono::seconds(30);
+    std::size_t max_body_bytes = 10485760;    // a request body cachecar must hold (its route's key reads it)
+    std::size_t max_upload_bytes = 0;         // any request body, streamed to the backend; 0: no limit
+    std::size_t max_object_bytes = 1048576;   // a response is stored only up to this; bigger ones stream on
+    duration upstream_timeout = std::chrono::seconds(30);  // to the response head, and between body pieces
     duration client_idle_timeout = std::chrono::seconds(60);
+    duration tunnel_idle_timeout = std::chrono::minutes(5);  // an upgraded (WebSocket) connection with no bytes either way
     duration drain_timeout = std::chrono::seconds(10);
     std::size_t max_connections = 10000;
 };

@@ -7,12 +7,16 @@
 #include <cachecar/http/message.hpp>
 #include <cachecar/net.hpp>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <string_view>
 
 namespace cachecar::http {
 
-using request_parser = beast::http::request_parser<beast::http::string_body>;
+// The session's parser: it reads the head, then the body into pieces (http/body.hpp).
+using request_parser = beast::http::request_parser<beast::http::buffer_body>;
 
 // Where the request head ends in the bytes read so far.
 struct head_scan {
@@ -27,8 +31,19 @@ head_scan scan_head(std::string_view seen, std::size_t max_header_bytes);
 // client requests and on the backend's responses alike.
 std::string_view raw_head_problem(std::string_view head);
 
-// Sets the parser's header and body limits from the config.
-void apply_limits(request_parser& parser, const config::limits_config& limits);
+// Sets the parser's header and body limits from the config: the head up to
+// max_header_bytes, the body up to max_upload_bytes (0: no limit; a body cachecar
+// must hold, because a key reads it, is bounded again by max_body_bytes).
+template <class Parser>
+void apply_limits(Parser& parser, const config::limits_config& limits) {
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    if (limits.max_upload_bytes == 0) {
+        parser.body_limit(boost::none);
+    } else {
+        parser.body_limit(limits.max_upload_bytes);
+    }
+}
 
 // The status to answer a failed read with: 431 (head too large, only while reading
 // the head), 413 (body over the limit), 400 (malformed), or 0 for no answer at all
