@@ -350,6 +350,14 @@ bool app::stop() {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    // close_all only posts the closes to each connection's executor: let them run before
+    // the loop stops, or a client (a tunnel, a slow download) keeps a socket that is never
+    // answered again for as long as this object lives.
+    const auto closing_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!drained && impl_->client_server.active_connections() + impl_->admin_server.active_connections() > 0 &&
+           std::chrono::steady_clock::now() < closing_deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     if (impl_->redis) {
         impl_->redis_generations->stop();
         impl_->redis->stop();

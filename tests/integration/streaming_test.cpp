@@ -345,6 +345,49 @@ TEST_F(streaming_test, AnIdleTunnelIsClosedAfterItsTimeout) {
     EXPECT_LT(std::chrono::steady_clock::now() - started, 8s);
 }
 
+TEST_F(streaming_test, ATunnelOpenAtShutdownIsClosedAfterTheDrainTimeout) {
+    // A busy tunnel (idle timeout far away) does not hold a stop forever: drain waits
+    // drain_timeout for it, then closes it, and the client sees its connection end.
+    cachecar_->stop();
+    cachecar_.reset();
+    start(R"(
+limits:
+  tunnel_idle_timeout: 10m
+  drain_timeout: 500ms
+routes: []
+)");
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        origin_response out;
+        out.websocket_echo = true;
+        return out;
+    });
+    net::io_context io;
+    beast::websocket::stream<beast::tcp_stream> ws(io);
+    ws.next_layer().connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+    ws.next_layer().expires_after(20s);
+    ws.handshake("127.0.0.1", "/ws");
+    ws.write(net::buffer(std::string("before the stop")));
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    EXPECT_EQ(beast::buffers_to_string(buffer.data()), "before the stop");
+
+    bool drained = true;
+    std::thread stopper([&] { drained = cachecar_->stop(); });
+    // The tunnel still works while the drain waits for it ...
+    ws.write(net::buffer(std::string("during the drain")));
+    buffer.clear();
+    ws.read(buffer);
+    EXPECT_EQ(beast::buffers_to_string(buffer.data()), "during the drain");
+    // ... and is then cut: the next read ends with an error, not a 20 s timeout.
+    buffer.clear();
+    error_code ec;
+    ws.read(buffer, ec);
+    stopper.join();
+    EXPECT_TRUE(ec) << "the tunnel outlived the stop";
+    EXPECT_NE(ec, beast::error::timeout) << "the tunnel was not closed by the drain";
+    EXPECT_FALSE(drained) << "a tunnel still open is not a drained connection";
+}
+
 TEST_F(streaming_test, ConnectIsRefused) {
     auto reply = raw_exchange(port(), "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
     EXPECT_EQ(reply.rfind("HTTP/1.1 501", 0), 0u) << reply;
