@@ -112,7 +112,37 @@ public:
         return parser_.content_length().value_or(0);
     }
 
+    std::optional<std::string_view> already_arrived() override {
+        if (parser_.is_done() && pending_ == 0) return std::string_view();
+        if (expect_continue_ || error_ || buffer_.size() == 0) return std::nullopt;
+        if (!piece_) piece_ = std::make_unique<std::array<char, stream_piece_bytes>>();
+        auto& b = parser_.get().body();
+        b.data = piece_->data() + pending_;
+        b.size = piece_->size() - pending_;
+        while (!parser_.is_done() && b.size > 0 && buffer_.size() > 0) {
+            error_code ec;
+            const std::size_t used = parser_.put(buffer_.data(), ec);
+            buffer_.consume(used);
+            if (ec == bh::error::need_buffer || ec == bh::error::need_more) {
+                if (used == 0) break;
+            } else if (ec) {
+                error_ = ec;  // next() reports it
+                break;
+            }
+        }
+        pending_ = piece_->size() - b.size;
+        if (!parser_.is_done() || error_) return std::nullopt;
+        const std::string_view whole(piece_->data(), pending_);
+        pending_ = 0;
+        return whole;
+    }
+
     net::awaitable<result<std::string_view>> next() override {
+        if (error_) co_return error_;
+        if (pending_ > 0) {  // what already_arrived() parsed but could not hand over whole
+            const std::string_view first(piece_->data(), std::exchange(pending_, 0));
+            co_return first;
+        }
         if (parser_.is_done()) co_return std::string_view();
         error_code ec;
         if (expect_continue_) {
@@ -143,6 +173,8 @@ private:
     config::duration idle_;
     bool expect_continue_;
     std::unique_ptr<std::array<char, stream_piece_bytes>> piece_;  // allocated on the first read
+    std::size_t pending_ = 0;  // bytes of piece_ parsed by already_arrived(), not yet handed out
+    error_code error_;         // a framing error already_arrived() met
 };
 
 // A chunk header: the size in hex and CRLF.

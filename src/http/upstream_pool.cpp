@@ -354,10 +354,13 @@ net::awaitable<result<std::unique_ptr<upstream_exchange>>> upstream_pool::open(r
             }
         }
 
-        // The response head; interim ones go to the hook, in order, as they arrive.
+        // The response head; interim ones go to the hook, in order, as they arrive. Its
+        // wait starts once the request is sent: a streamed upload may take far longer than
+        // upstream_timeout, and the backend answers only after it.
         if (!ec) {
+            const auto head_deadline = body != nullptr ? std::chrono::steady_clock::now() + options_.timeout : deadline;
             for (;;) {
-                ec = co_await run_on(conn_ex, x->read_head(deadline));
+                ec = co_await run_on(conn_ex, x->read_head(head_deadline));
                 if (ec) break;
                 const auto status = x->parser->get().result_int();
                 if (status == 101) {

@@ -56,6 +56,15 @@ net::awaitable<result<std::unique_ptr<http::upstream_exchange>>> handler::open_u
         body = &*held;
     } else if (in.body.present() && !in.body.finished()) {
         body = &in.body;
+        // A chunked body that came whole with its head (most small uploads) goes on with
+        // a Content-Length, as a buffering proxy would send it: many backends (WSGI, CGI,
+        // PHP) read no body without one. Anything longer streams on chunked.
+        if (!in.body.size()) {
+            if (auto whole = in.body.already_arrived()) {
+                held.emplace(*whole);
+                body = &*held;
+            }
+        }
     }
     // Interim responses reach the client as they come (103 Early Hints, ...), except
     // 100 Continue: cachecar answered the client's Expect itself.

@@ -81,18 +81,42 @@ TEST_F(caching_rules_test, SmugglingShapedRequestsAreRejectedAndNeverForwarded) 
 }
 
 TEST_F(caching_rules_test, ChunkedBodiesAreReframedForTheBackend) {
-    // Streamed on as they arrive (chunked, cachecar's own chunk framing), never relayed
-    // as the client's raw bytes: the chunk extensions and trailers stay behind.
-    auto reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                     "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+    // Never relayed as the client's raw bytes: the chunk extensions and trailers stay
+    // behind. A chunked body that came whole with its head goes on with a Content-Length
+    // (backends that read no chunked body get it); one still arriving streams on in
+    // cachecar's own chunks (streaming_test.UploadsReachTheBackendAsTheyArrive).
+    const std::vector<std::string> whole_bodies{
+        "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        "B\r\nhello world\r\n0\r\n\r\n",
+        "1\r\nh\r\n1\r\ne\r\n9\r\nllo world\r\n0;last=yes\r\n\r\n",
+    };
+    for (const auto& chunks : whole_bodies) {
+        origin_.reset_counts();
+        auto reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks);
+        EXPECT_TRUE(starts_with(reply, "HTTP/1.1 200")) << reply;
+        auto seen = origin_.requests();
+        ASSERT_EQ(seen.size(), 1u) << chunks;
+        EXPECT_EQ(seen[0].body, "hello world") << chunks;
+        EXPECT_EQ(seen[0].headers.count("transfer-encoding"), 0u) << chunks;
+        EXPECT_EQ(seen[0].headers["content-length"], "11") << chunks;
+        EXPECT_EQ(seen[0].raw.find("ext="), std::string::npos) << chunks;
+        EXPECT_EQ(seen[0].raw.find("last="), std::string::npos) << chunks;
+        EXPECT_TRUE(seen[0].trailers.empty()) << chunks;
+    }
+    // An empty chunked body is a zero Content-Length.
+    origin_.reset_counts();
+    auto reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n");
     EXPECT_TRUE(starts_with(reply, "HTTP/1.1 200")) << reply;
-    auto seen = origin_.requests();
-    ASSERT_EQ(seen.size(), 1u);
-    EXPECT_EQ(seen[0].body, "hello world");
-    EXPECT_EQ(seen[0].headers["transfer-encoding"], "chunked");
-    EXPECT_EQ(seen[0].headers.count("content-length"), 0u);
-    EXPECT_EQ(seen[0].raw.find("ext=1"), std::string::npos);
-    EXPECT_TRUE(seen[0].trailers.empty());
+    ASSERT_EQ(origin_.requests().size(), 1u);
+    EXPECT_EQ(origin_.requests()[0].body, "");
+    EXPECT_EQ(origin_.requests()[0].headers.count("transfer-encoding"), 0u);
+    // Broken chunking found in what arrived is still a 400, and nothing is forwarded.
+    origin_.reset_counts();
+    reply = raw("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                "5\r\nhelloXX6\r\n world\r\n0\r\n\r\n");
+    EXPECT_TRUE(starts_with(reply, "HTTP/1.1 400")) << reply;
+    EXPECT_EQ(origin_.count(), 0u);
 }
 
 // --- 2. What may be stored (RFC 9111 3, 5.2.2) ---------------------------------------

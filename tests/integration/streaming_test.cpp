@@ -261,8 +261,9 @@ TEST_F(streaming_test, AResponseThatWillNotBeStoredReleasesTheOthersAtItsHead) {
 TEST_F(streaming_test, UploadsReachTheBackendAsTheyArrive) {
     // The second half is sent only once the backend has the first: a proxy that reads
     // the whole body before forwarding deadlocks here.
-    const std::string part(256 * 1024, 'u');
+    for (const std::size_t part_size : {std::size_t{256 * 1024}, std::size_t{10}})
     for (const bool chunked : {true, false}) {
+        const std::string part(part_size, 'u');
         const auto before = origin_.body_bytes_received();
         raw_connection c(port());
         std::string head = "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n";
@@ -281,7 +282,48 @@ TEST_F(streaming_test, UploadsReachTheBackendAsTheyArrive) {
             << c.received();
         EXPECT_EQ(c.received().rfind("HTTP/1.1 200", 0), 0u);
         EXPECT_EQ(origin_.requests().back().body_bytes, 2 * part.size());
+        // Still arriving when forwarded, so it went on chunked (cachecar's chunks).
+        EXPECT_EQ(origin_.requests().back().headers["transfer-encoding"], chunked ? "chunked" : "");
     }
+}
+
+TEST_F(streaming_test, UpstreamTimeoutBoundsSilenceNotTheWholeTransfer) {
+    // Uploads and downloads that take longer than upstream_timeout in all, but never fall
+    // silent for that long, go through: the head wait starts once the request is sent,
+    // and a body's deadline restarts with every piece.
+    cachecar_->stop();
+    cachecar_.reset();
+    start("limits:\n  upstream_timeout: 400ms\nroutes: []\n");
+    static constexpr int parts = 8;
+    static constexpr auto gap = 150ms;  // parts * gap = 1.2 s, three times the timeout
+    const std::string part(1000, 'p');
+    raw_connection up(port());
+    ASSERT_TRUE(up.send("POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(parts * part.size()) +
+                        "\r\n\r\n"));
+    for (int i = 0; i < parts; ++i) {
+        std::this_thread::sleep_for(gap);
+        ASSERT_TRUE(up.send(part));
+    }
+    ASSERT_TRUE(up.read_until([](const std::string& s) { return s.find("POST /upload") != std::string::npos; }, 10s))
+        << up.received();
+    EXPECT_EQ(up.received().rfind("HTTP/1.1 200", 0), 0u) << up.received();
+    EXPECT_EQ(origin_.requests().back().body_bytes, parts * part.size());
+
+    const auto t0 = std::chrono::steady_clock::now();
+    origin_.set_handler([t0](const origin_request&, std::size_t) {
+        origin_response out;
+        for (int i = 0; i < parts; ++i) out.parts.push_back("part " + std::to_string(i) + "\n");
+        out.gate = [t0](std::size_t i) { return std::chrono::steady_clock::now() >= t0 + gap * static_cast<int>(i); };
+        return out;
+    });
+    raw_connection down(port());
+    ASSERT_TRUE(down.send(get_request("/slow-download")));
+    ASSERT_TRUE(down.read_until([](const std::string& s) { return s.find("0\r\n\r\n") != std::string::npos; }, 10s))
+        << down.received();
+    EXPECT_EQ(down.received().rfind("HTTP/1.1 200", 0), 0u) << down.received();
+    std::string body;
+    ASSERT_TRUE(dechunk(down.received().substr(head_end(down.received())), body)) << down.received();
+    EXPECT_EQ(body.find("part 7\n"), body.size() - 7) << body;
 }
 
 TEST_F(streaming_test, ExpectContinueIsAnsweredBeforeTheBody) {

@@ -44,6 +44,11 @@ public:
     virtual bool present() const = 0;
     // Whether it has been read to its end (or there was none).
     virtual bool finished() const = 0;
+    // The whole body if all of it arrived with the head (no I/O, nothing sent to the
+    // client), so it can go on with a Content-Length: a small chunked upload then reaches
+    // backends that cannot read chunked request bodies. nullopt otherwise; next() then
+    // goes on from where this stopped.
+    virtual std::optional<std::string_view> already_arrived() { return std::nullopt; }
 };
 
 // The backend's side of an upgraded connection (after its 101): the connection itself,
