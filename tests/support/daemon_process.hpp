@@ -38,6 +38,7 @@ public:
     bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout);
     // Everything the daemon wrote to stderr so far.
     const std::string& log();
+    pid_t pid() const { return pid_; }
 
     std::uint16_t port = 0;
     std::uint16_t admin_port = 0;

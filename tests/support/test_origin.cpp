@@ -62,6 +62,7 @@ struct test_origin::impl {
     std::atomic<std::size_t> record_limit{16u << 20};
     std::atomic<std::size_t> active_requests{0};
     std::atomic<std::uint64_t> received_body_bytes{0};
+    std::atomic<bool> hold_bodies{false};
     std::size_t connection_count = 0;  // accept loop only
 
     // Runs `f` on `ex` and waits for it; rethrows what it threw.
@@ -117,7 +118,8 @@ struct test_origin::impl {
     // False: the connection ended or sent garbage.
     static net::awaitable<bool> read_request(beast::tcp_stream& stream, std::string& pending,
                                              bh::request_parser<bh::buffer_body>& parser, origin_request& r,
-                                             std::size_t record, std::atomic<std::uint64_t>& received) {
+                                             std::size_t record, std::atomic<std::uint64_t>& received,
+                                             const std::atomic<bool>& hold) {
         parser.header_limit(1u << 20);
         parser.body_limit(boost::none);
         parser.eager(true);
@@ -143,6 +145,10 @@ struct test_origin::impl {
                 }
                 if (parser.is_done()) co_return true;
                 if (used > 0 && !pending.empty()) continue;
+            }
+            while (hold && parser.is_header_done()) {
+                net::steady_timer t(stream.get_executor(), std::chrono::milliseconds(5));
+                co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
             }
             char chunk[65536];
             stream.expires_after(std::chrono::seconds(30));
@@ -236,7 +242,7 @@ struct test_origin::impl {
                 std::atomic<std::size_t>& n;
                 ~done_counting() { --n; }
             } counting{active_requests};
-            if (!co_await read_request(stream, pending, parser, r, record_limit.load(), received_body_bytes)) co_return;
+            if (!co_await read_request(stream, pending, parser, r, record_limit.load(), received_body_bytes, hold_bodies)) co_return;
             bh::request<bh::empty_body> req{parser.get().base()};
             r.method = std::string(req.method_string());
             r.target = std::string(req.target());
@@ -398,6 +404,8 @@ void test_origin::set_record_limit(std::size_t bytes) { impl_->record_limit = by
 std::size_t test_origin::active() const { return impl_->active_requests.load(); }
 
 std::uint64_t test_origin::body_bytes_received() const { return impl_->received_body_bytes.load(); }
+
+void test_origin::hold_request_bodies(bool hold) { impl_->hold_bodies = hold; }
 
 void test_origin::reset_counts() {
     std::lock_guard lock(impl_->mutex);

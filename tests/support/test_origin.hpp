@@ -105,6 +105,9 @@ public:
     // Request body bytes received so far, counted as they arrive (before their request
     // is complete): a test can wait for part of an upload to reach the origin.
     std::uint64_t body_bytes_received() const;
+    // While held, request bodies are not read (heads still are): an upload backs up into
+    // whatever sits between the client and here, which is what a memory test measures.
+    void hold_request_bodies(bool hold);
 
     std::size_t count() const;
     // Requests whose target starts with `prefix`.
