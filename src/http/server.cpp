@@ -329,6 +329,11 @@ net::awaitable<void> server::accept_loop(std::shared_ptr<net::ip::tcp::acceptor>
             });
             continue;
         }
+        // A streamed answer goes out in several writes (head, pieces, last chunk); with
+        // Nagle on, the tail of each waited for the client's delayed ACK: 40 ms stalls on
+        // half of all 8 MiB downloads. nginx's tcp_nodelay is on for the same reason.
+        error_code nodelay_ec;
+        sock.set_option(net::ip::tcp::no_delay(true), nodelay_ec);
         auto s = std::make_shared<session>(std::move(sock));
         s->weak = s;
         {
