@@ -7,6 +7,8 @@
 CACHECAR_BIN=${CACHECAR_BIN:-$ROOT/build-bench/cachecar}
 # The MongoDB wire-protocol test server (no real MongoDB can be installed here).
 MONGO_TEST_SERVER_BIN=${MONGO_TEST_SERVER_BIN:-$ROOT/build-bench/tests/cachecar_mongo_test_server}
+# The SSE / WebSocket origin and clients of stream.sh (bench/stream_tool.cpp).
+STREAM_TOOL_BIN=${STREAM_TOOL_BIN:-$ROOT/build-bench/bench/cachecar_stream_tool}
 SERVER_CPU=${SERVER_CPU:-0}   # servers under test and the stores they talk to
 CLIENT_CPU=${CLIENT_CPU:-1}   # wrk (and the origin)
 KEEP_TMP=${KEEP_TMP:-0}
@@ -100,13 +102,13 @@ bench_install() {
   apt-get install -y -q "${need[@]}" >&2
 }
 
-# bench_build FORCE: builds cachecar and the MongoDB test server (Release, build-bench/)
+# bench_build FORCE: builds cachecar, the MongoDB test server and the stream tool (Release, build-bench/)
 # when FORCE is 1 or one of them is missing. Custom binaries are never built.
 bench_build() {
   local force=$1
   local default_cc=$ROOT/build-bench/cachecar
   local default_mongo=$ROOT/build-bench/tests/cachecar_mongo_test_server
-  if [[ $force == 1 || ! -x $CACHECAR_BIN || ! -x $MONGO_TEST_SERVER_BIN ]]; then
+  if [[ $force == 1 || ! -x $CACHECAR_BIN || ! -x $MONGO_TEST_SERVER_BIN || ! -x $STREAM_TOOL_BIN ]]; then
     [[ $CACHECAR_BIN == "$default_cc" || -x $CACHECAR_BIN ]] ||
       die "CACHECAR_BIN=$CACHECAR_BIN is not executable (only build-bench/ is built)"
     [[ $MONGO_TEST_SERVER_BIN == "$default_mongo" || -x $MONGO_TEST_SERVER_BIN ]] ||
@@ -117,7 +119,7 @@ bench_build() {
     cmake -S "$ROOT" -B "$ROOT/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCACHECAR_TESTS=ON -DCACHECAR_WERROR=OFF >&2
     cmake --build "$ROOT/build-bench" -j"${BUILD_JOBS:-1}" \
-      --target cachecar cachecar_mongo_test_server >&2
+      --target cachecar cachecar_mongo_test_server cachecar_stream_tool >&2
   fi
 }
 
