@@ -122,6 +122,7 @@ struct app::impl {
         return {
             {"cachecar_connections", {{"listener", "proxy"}}, static_cast<double>(client_server.active_connections())},
             {"cachecar_connections", {{"listener", "admin"}}, static_cast<double>(admin_server.active_connections())},
+            {"cachecar_tunnels_open", {}, static_cast<double>(client_server.active_tunnels())},
             {"cachecar_fills_in_flight", {}, static_cast<double>(proxy_handler.fills_in_flight())},
             {"cachecar_threads", {}, static_cast<double>(threads)},
         };

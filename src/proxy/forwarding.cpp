@@ -132,16 +132,23 @@ bool is_override_field(std::string_view name, bool alias_underscores) {
                   alias_underscores);
 }
 
-std::string overridden_method(const request& req, const forwarding_policy& policy) {
-    if (!policy.method_override || req.method() != bh::verb::post) return {};
+method_override overridden_method(const request& req, const forwarding_policy& policy) {
+    method_override out;
+    if (!policy.method_override || req.method() != bh::verb::post) return out;
+    // Every line of every override field: backends differ on which one they read
+    // (first, last, joined), so all of them must name the same method.
     for (const auto& f : req) {
         if (!is_method_override_field(f.name_string(), policy.underscores_in_headers)) continue;
         std::string m(trim(f.value()));
-        if (!util::is_token(m)) return {};
         for (auto& c : m) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-        return m;
+        if (!util::is_token(m) || (!out.method.empty() && m != out.method)) {
+            out.conflicting = true;
+            out.method.clear();
+            return out;
+        }
+        out.method = std::move(m);
     }
-    return {};
+    return out;
 }
 
 void prepare_forwarded_request(request& req, const forwarding_policy& policy, std::string_view peer_address,

@@ -2,6 +2,7 @@
 #include "stages.hpp"
 
 #include <cachecar/route/key_builder.hpp>
+#include <cachecar/util/ascii.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -27,11 +28,22 @@ void handler::on_rejected(unsigned status) {
 
 namespace {
 
-// The protocol a request asks to switch to (RFC 9110 7.8), or "" when it asks none:
-// Upgrade counts only when Connection names it.
+// The protocols a request asks to switch to (RFC 9110 7.8), or "" when it asks none:
+// Upgrade counts only when Connection names it. h2c is never offered to the backend:
+// every request inside an HTTP/2 tunnel would reach it unseen, past the forwarding
+// rules and the key (h2c smuggling); such a request is forwarded as plain HTTP/1.1,
+// which RFC 9113 3.1 lets any server answer.
 std::string upgrade_token(const request& req) {
     if (!list_has(req.base(), "connection", "upgrade")) return {};
-    return list_value(req.base(), "upgrade");
+    std::string kept;
+    for_each_line(req.base(), "upgrade", [&](std::string_view line) {
+        for_each_list_item(line, [&](std::string_view protocol) {
+            if (util::iequals(protocol.substr(0, protocol.find('/')), "h2c")) return;
+            if (!kept.empty()) kept += ", ";
+            kept.append(protocol);
+        });
+    });
+    return kept;
 }
 
 }  // namespace
@@ -51,7 +63,17 @@ net::awaitable<http::reply> handler::handle(http::inbound& in) {
     }
     const auto& policy = snap->forwarding;
     std::string upgrade = upgrade_token(req);
-    const auto decision = decide_route(snap->routes, req, overridden_method(req, policy));
+    const auto override = overridden_method(req, policy);
+    if (override.conflicting) {
+        // Lines that disagree: cachecar would route one method while a backend that reads
+        // another line performs a different one (a write that purges nothing).
+        metrics_.get("cachecar_bad_requests_total", {{"status", "400"}})++;
+        r = error_reply(400, "conflicting or invalid method override fields", {});
+        r.close = true;
+        r.access = {"-", "error", "-", -1};
+        co_return r;
+    }
+    const auto decision = decide_route(snap->routes, req, override.method);
     // From here on `req` is the request the backend receives; the key is read from it.
     prepare_forwarded_request(req, policy, in.conn.client_address,
                               decision.cacheable && upgrade.empty() ? decision.cacheable.target : nullptr);

@@ -168,7 +168,7 @@ outcome next_request(fixture& t, boost::beast::test::stream& client, boost::beas
 
     http::request req = parser.release();
     keep_alive = req.keep_alive();
-    const auto decision = proxy::decide_route(t.routes, req, proxy::overridden_method(req, t.policy));
+    const auto decision = proxy::decide_route(t.routes, req, proxy::overridden_method(req, t.policy).method);
     FUZZ_CHECK(!(decision.invalidation && decision.cacheable));
     FUZZ_CHECK(!decision.invalidation_resolved || decision.invalidation);
     proxy::prepare_forwarded_request(req, t.policy, "127.0.0.1",

@@ -365,8 +365,11 @@ TEST_F(streaming_test, WebSocketsWorkThroughATunnel) {
     beast::flat_buffer buffer;
     ws.read(buffer);
     EXPECT_EQ(beast::buffers_to_string(buffer.data()), std::string("\x00\x01\x02", 3));
+    EXPECT_EQ(metric(cachecar_->admin_port(), "cachecar_tunnels_open"), 1) << "the open tunnel is a gauge in /metrics";
     ws.close(beast::websocket::close_code::normal);
     EXPECT_GE(metric(cachecar_->admin_port(), "cachecar_tunnels_total"), 1);
+    EXPECT_TRUE(eventually([&] { return metric(cachecar_->admin_port(), "cachecar_tunnels_open") == 0; }))
+        << "a closed tunnel is no longer counted open";
     EXPECT_TRUE(origin_.requests().back().headers.count("sec-websocket-key")) << "the handshake fields must pass";
 }
 
@@ -428,6 +431,78 @@ routes: []
     EXPECT_TRUE(ec) << "the tunnel outlived the stop";
     EXPECT_NE(ec, beast::error::timeout) << "the tunnel was not closed by the drain";
     EXPECT_FALSE(drained) << "a tunnel still open is not a drained connection";
+}
+
+// h2c smuggling: a backend that agrees to switch to HTTP/2 cleartext would take every
+// request inside the tunnel straight from the client, past the forwarding rules, the
+// underscore rule and the key. cachecar never offers h2c: the request goes on as plain
+// HTTP/1.1 without Upgrade, and the connection stays cachecar's (RFC 9113 3.1 lets any
+// server ignore the upgrade).
+TEST_F(streaming_test, H2cUpgradesAreNeverOfferedToTheBackend) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        origin_response out;
+        if (r.headers.count("upgrade") != 0) {
+            // A backend that would switch to whatever it is asked.
+            out.fault = origin_fault::raw_keep_open;
+            out.body = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + r.headers.at("upgrade") +
+                       "\r\n\r\n";
+            return out;
+        }
+        out.body = "plain #" + std::to_string(n);
+        return out;
+    });
+    for (const std::string upgrade : {"h2c", "H2C", "h2c/2", "h2c, h2c"}) {
+        SCOPED_TRACE(upgrade);
+        const auto before = origin_.count();
+        raw_connection c(port());
+        ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: " +
+                           upgrade + "\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"));
+        ASSERT_TRUE(c.read_until([](const std::string& s) { return s.find("plain #") != std::string::npos; }, 5s))
+            << c.received();
+        EXPECT_EQ(c.received().rfind("HTTP/1.1 200", 0), 0u) << c.received();
+        ASSERT_EQ(origin_.count(), before + 1);
+        const auto& got = origin_.requests().back();
+        EXPECT_EQ(got.headers.count("upgrade"), 0u) << "h2c was offered to the backend";
+        EXPECT_EQ(got.headers.count("http2-settings"), 0u);
+        // Still an HTTP/1.1 connection of cachecar's: a second request is answered.
+        ASSERT_TRUE(c.send(get_request("/after")));
+        ASSERT_TRUE(c.read_until([](const std::string& s) { return s.find("plain #", s.find("plain #") + 1) != std::string::npos; }, 5s))
+            << c.received();
+        EXPECT_EQ(origin_.requests().back().target, "/after");
+    }
+}
+
+// Another protocol offered next to h2c is still tunnelled, without h2c.
+TEST_F(streaming_test, OnlyH2cIsRemovedFromAnUpgradeList) {
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        origin_response out;
+        out.websocket_echo = true;
+        return out;
+    });
+    raw_connection c(port());
+    ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+    ASSERT_TRUE(c.read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; }, 5s));
+    EXPECT_EQ(c.received().rfind("HTTP/1.1 101", 0), 0u) << c.received();
+    EXPECT_EQ(origin_.requests().back().headers.at("upgrade"), "websocket");
+}
+
+// An upgrade request on a cacheable route is never answered from, nor stored in, the
+// cache, even when the backend declines it with an ordinary 200: that answer was for
+// a request the key does not describe.
+TEST_F(streaming_test, UpgradeRequestsOnCacheableRoutesAreNeverCached) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        origin_response out;
+        out.body = (r.headers.count("upgrade") ? "declined #" : "document #") + std::to_string(n);
+        return out;
+    });
+    auto declined = raw_exchange(port(), "GET /items/u HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                         "Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n");
+    EXPECT_NE(declined.find("declined #1"), std::string::npos) << declined;
+    auto plain = raw_exchange(port(), get_request("/items/u", "Connection: close\r\n"));
+    EXPECT_NE(plain.find("document #2"), std::string::npos) << "the declined upgrade's answer was served from cache: " << plain;
+    EXPECT_EQ(origin_.count(), 2u);
 }
 
 TEST_F(streaming_test, ConnectIsRefused) {

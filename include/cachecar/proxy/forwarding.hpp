@@ -50,8 +50,14 @@ bool is_override_field(std::string_view name, bool alias_underscores);
 bool is_method_override_field(std::string_view name, bool alias_underscores);
 
 // With policy.method_override, the method a POST asks to be treated as (its
-// X-HTTP-Method-Override, upper-cased), else "".
-std::string overridden_method(const request& req, const forwarding_policy& policy);
+// X-HTTP-Method-Override, upper-cased), else "". `conflicting` when its lines (of any
+// of the override fields) name different methods or one is not a method token: such a
+// request is refused, since backends disagree on which line wins.
+struct method_override {
+    std::string method;
+    bool conflicting = false;
+};
+method_override overridden_method(const request& req, const forwarding_policy& policy);
 
 // Rewrites `req` in place into the request the backend gets, except the per-exchange
 // parts make_upstream_request() adds (framing, the peer in X-Forwarded-For, Via; on

@@ -158,13 +158,43 @@ TEST_F(forwarding_test, underscores_allowed_alias_their_dashed_names) {
 TEST_F(forwarding_test, method_override_is_honoured_only_when_configured) {
     auto post = make({{"Host", "app.test"}, {"X-HTTP-Method-Override", "delete"}});
     post.method(bh::verb::post);
-    EXPECT_EQ(overridden_method(post, policy()), "");
+    EXPECT_EQ(overridden_method(post, policy()).method, "");
     const auto on = policy("  method_override: true\n");
-    EXPECT_EQ(overridden_method(post, on), "DELETE");
+    EXPECT_EQ(overridden_method(post, on).method, "DELETE");
     prepare_forwarded_request(post, on, "192.0.2.7", nullptr);
     EXPECT_EQ(list_value(post.base(), "x-http-method-override"), "delete") << "forwarded, so the backend acts on it";
     auto get = make({{"Host", "app.test"}, {"X-HTTP-Method-Override", "DELETE"}});
-    EXPECT_EQ(overridden_method(get, on), "") << "only a POST is overridden (as Express, Symfony do)";
+    EXPECT_EQ(overridden_method(get, on).method, "") << "only a POST is overridden (as Express, Symfony do)";
+}
+
+// A backend reads the first, the last or the joined lines of an override: cachecar
+// cannot know which, so lines that disagree are refused, never routed by the first
+// (X-HTTP-Method-Override: GET then DELETE would be routed as a read, purge nothing,
+// and delete on a last-wins backend).
+TEST_F(forwarding_test, method_override_lines_that_disagree_are_conflicting) {
+    const auto on = policy("  method_override: true\n");
+    struct row {
+        std::vector<std::pair<std::string, std::string>> fields;
+        std::string method;
+        bool conflicting;
+    };
+    const std::vector<row> rows = {
+        {{{"X-HTTP-Method-Override", "DELETE"}, {"X-HTTP-Method-Override", "delete"}}, "DELETE", false},
+        {{{"X-HTTP-Method-Override", "GET"}, {"X-HTTP-Method-Override", "DELETE"}}, "", true},
+        {{{"X-HTTP-Method-Override", "GET"}, {"X-HTTP-Method", "PUT"}}, "", true},
+        {{{"X-Method-Override", "GET"}, {"X-HTTP-Method-Override", "PATCH"}}, "", true},
+        {{{"X-HTTP-Method-Override", "GET, DELETE"}}, "", true},
+        {{{"X-HTTP-Method-Override", ""}}, "", true},
+        {{{"X-HTTP-Method-Override", "PUT"}, {"X-HTTP-Method", " put "}}, "PUT", false},
+    };
+    for (const auto& row : rows) {
+        auto req = make({{"Host", "app.test"}});
+        for (const auto& [n, v] : row.fields) req.insert(n, v);
+        req.method(bh::verb::post);
+        const auto got = overridden_method(req, on);
+        EXPECT_EQ(got.method, row.method) << row.fields.front().second;
+        EXPECT_EQ(got.conflicting, row.conflicting) << row.fields.front().second << " / " << row.fields.back().second;
+    }
 }
 
 TEST_F(forwarding_test, the_upstream_request_is_reframed_and_drops_validators_on_cacheable_routes) {
