@@ -74,12 +74,15 @@ std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const
         }
     }
     e->headers.shrink_to_fit();
-    e->stored_at = clock::now();
+    const auto now = clock::now();
+    // Born when the origin made it, as far as its Age and Date tell: a hit's Age is then
+    // the corrected initial age plus the time cachecar has held it (RFC 9111 4.2.3).
+    e->stored_at = now - initial_age(res, now);
     config::duration ttl = route.cfg.ttl;
     if (route.cfg.ttl_from_origin) {
-        if (auto lifetime = origin_freshness(res)) ttl = *lifetime;
+        if (auto lifetime = origin_freshness(res, now)) ttl = *lifetime;
     }
-    e->expires_at = e->stored_at + ttl;
+    e->expires_at = now + ttl;
     const auto w = windows_for(route, list_value(res, "cache-control"));
     e->retain_until = e->expires_at + std::max(w.if_error, w.while_revalidate);
     e->stamps = std::move(stamps);

@@ -3,6 +3,8 @@
 // exactly what it received.
 #include "support/proxy_fixture.hpp"
 
+#include <cstdio>
+#include <ctime>
 #include <thread>
 
 namespace cachecar::test {
@@ -161,6 +163,30 @@ TEST_F(caching_rules_test, RequestNoStoreIsNeitherServedNorStored) {
     EXPECT_EQ(get("/items?x=2").header("x-cache"), "MISS") << "a no-store request must not fill the cache";
 }
 
+// An IMF-fixdate (RFC 9110 5.6.7) for `t`.
+std::string http_date(std::chrono::system_clock::time_point t) {
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char out[64];
+    std::snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return out;
+}
+
+// Sleeps until the wall clock is early in a second (< 300 ms past it).
+void wait_for_second_start() {
+    for (;;) {
+        const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+        const auto into = since_epoch - std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+        if (into < 300ms) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000) - std::chrono::duration_cast<std::chrono::milliseconds>(into) + 5ms);
+    }
+}
+
 TEST_F(caching_rules_test, TtlFromOriginHonoursSMaxAgeMaxAgeAndExpires) {
     struct row {
         const char* rule;
@@ -172,7 +198,8 @@ TEST_F(caching_rules_test, TtlFromOriginHonoursSMaxAgeMaxAgeAndExpires) {
         {"max-age=1 (RFC 9111 5.2.2.1)", {{"Cache-Control", "max-age=1"}}, false, true},
         {"max-age=60", {{"Cache-Control", "max-age=60"}}, true, true},
         {"s-maxage wins over max-age for shared caches (5.2.2.10)", {{"Cache-Control", "max-age=60, s-maxage=1"}}, false, true},
-        {"Expires - Date (5.3)", {{"Date", "Sun, 06 Nov 1994 08:49:37 GMT"}, {"Expires", "Sun, 06 Nov 1994 08:49:38 GMT"}}, false, true},
+        // Date is now (filled in below): a Date in 1994 would be 32 years of apparent age.
+        {"Expires - Date (5.3)", {{"Date", ""}, {"Expires", ""}}, false, true},
         {"max-age=0: not stored", {{"Cache-Control", "max-age=0"}}, false, false},
         {"no directive: the route's ttl (1h)", {}, true, true},
     };
@@ -180,7 +207,18 @@ TEST_F(caching_rules_test, TtlFromOriginHonoursSMaxAgeMaxAgeAndExpires) {
     std::vector<std::string> targets;
     for (const auto& r : table) {
         targets.push_back("/origin-ttl?case=" + std::to_string(i++));
-        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{200, r.headers, "b"}; });
+        origin_.set_handler([&r](const origin_request&, std::size_t) {
+            auto headers = r.headers;
+            const auto now = std::chrono::system_clock::now();
+            for (auto& [name, value] : headers) {
+                if (name == "Date") value = http_date(now);
+                if (name == "Expires") value = http_date(now + 1s);
+            }
+            return origin_response{200, headers, "b"};
+        });
+        // Dates have whole seconds: start early in one, so the Date the origin writes and
+        // the moment cachecar receives it fall in the same second (no apparent age).
+        if (!r.headers.empty() && r.headers.front().first == "Date") wait_for_second_start();
         get(targets.back());
         EXPECT_EQ(get(targets.back()).header("x-cache"), r.stored ? "HIT" : "MISS") << r.rule;
     }
@@ -188,6 +226,83 @@ TEST_F(caching_rules_test, TtlFromOriginHonoursSMaxAgeMaxAgeAndExpires) {
     for (std::size_t k = 0; k < table.size(); ++k) {
         if (!table[k].stored) continue;
         EXPECT_EQ(get(targets[k]).header("x-cache"), table[k].fresh_after_1_5s ? "HIT" : "MISS") << table[k].rule;
+    }
+}
+
+// RFC 9111 4.2.3: a hit's Age is the corrected initial age (the backend's Age, or the
+// age its Date shows) plus the time cachecar held the response; reporting only the
+// latter keeps caches in front of cachecar fresh too long. Both routes: the route's
+// own TTL and ttl_from_origin.
+TEST_F(caching_rules_test, AgeOnHitsIncludesTheAgeTheResponseArrivedWith) {
+    struct row {
+        const char* rule;
+        std::string target;
+        std::vector<std::pair<std::string, std::string>> headers;
+        long min_age;
+        long max_age;
+    };
+    const auto now = std::chrono::system_clock::now();
+    const std::vector<row> table{
+        {"Age: 30 (route TTL)", "/items?age=1", {{"Age", "30"}}, 30, 33},
+        {"Age: 30 (ttl_from_origin)", "/origin-ttl?age=1", {{"Age", "30"}, {"Cache-Control", "max-age=600"}}, 30, 33},
+        {"Date 100 s ago: apparent age", "/origin-ttl?age=2", {{"Date", http_date(now - 100s)}, {"Cache-Control", "max-age=600"}}, 99, 104},
+        {"Age over Date when larger", "/origin-ttl?age=3", {{"Date", http_date(now - 10s)}, {"Age", "50"}, {"Cache-Control", "max-age=600"}}, 50, 53},
+        {"invalid Age (5.1): ignored", "/origin-ttl?age=4", {{"Age", "7200.0"}, {"Cache-Control", "max-age=600"}}, 0, 3},
+        {"Age on two lines: invalid, ignored", "/origin-ttl?age=5", {{"Age", "10"}, {"Age", "20"}, {"Cache-Control", "max-age=600"}}, 0, 3},
+    };
+    for (const auto& r : table) {
+        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{200, r.headers, "b"}; });
+        get(r.target);
+        const auto hit = get(r.target);
+        ASSERT_EQ(hit.header("x-cache"), "HIT") << r.rule;
+        const long age = std::stol(hit.header("age"));
+        EXPECT_GE(age, r.min_age) << r.rule;
+        EXPECT_LE(age, r.max_age) << r.rule;
+    }
+    // Freshness uses the same age: Age 590 of max-age=600 leaves 10 s, so the response is
+    // stored and served; Age 600 leaves nothing, so it is not stored.
+    origin_.set_handler([](const origin_request& req, std::size_t) {
+        return origin_response{200, {{"Age", req.target.find("left") != std::string::npos ? "590" : "600"}, {"Cache-Control", "max-age=600"}}, "b"};
+    });
+    get("/origin-ttl?left=1");
+    EXPECT_EQ(get("/origin-ttl?left=1").header("x-cache"), "HIT");
+    get("/origin-ttl?none=1");
+    EXPECT_EQ(get("/origin-ttl?none=1").header("x-cache"), "MISS");
+}
+
+// RFC 9111 5.3: an Expires that is not a valid HTTP-date means already expired; a
+// lenient parser made these fresh for an hour. RFC 9111 1.2.2: a lifetime too large
+// is 2^31 s, not an overflow that made the response expire at once.
+TEST_F(caching_rules_test, MalformedExpiresIsStaleAndHugeLifetimesAreReused) {
+    struct row {
+        const char* rule;
+        std::vector<std::pair<std::string, std::string>> headers;
+        bool reused;
+    };
+    const auto in_an_hour = http_date(std::chrono::system_clock::now() + 1h);
+    auto two_spaces = in_an_hour;
+    two_spaces.insert(two_spaces.find(':') - 3, " ");
+    auto one_digit_hour = in_an_hour;
+    if (one_digit_hour[17] == '0') one_digit_hour.erase(17, 1); else one_digit_hour.replace(17, 2, "9");
+    auto utc = in_an_hour;
+    utc.replace(utc.size() - 3, 3, "UTC");
+    const std::vector<row> table{
+        {"valid Expires in an hour", {{"Expires", in_an_hour}}, true},
+        {"two spaces", {{"Expires", two_spaces}}, false},
+        {"one-digit hour", {{"Expires", one_digit_hour}}, false},
+        {"UTC instead of GMT", {{"Expires", utc}}, false},
+        {"Expires on two lines", {{"Expires", in_an_hour}, {"Expires", in_an_hour}}, false},
+        {"max-age=99999999999", {{"Cache-Control", "max-age=99999999999"}}, true},
+        {"s-maxage=99999999999999999999999", {{"Cache-Control", "s-maxage=99999999999999999999999"}}, true},
+        {"Expires in 2286", {{"Expires", "Sat, 01 Jan 2286 00:00:00 GMT"}}, true},
+        {"Expires in 9999", {{"Expires", "Fri, 31 Dec 9999 23:59:59 GMT"}}, true},
+    };
+    int i = 0;
+    for (const auto& r : table) {
+        const auto target = "/origin-ttl?expires=" + std::to_string(i++);
+        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{200, r.headers, "b"}; });
+        get(target);
+        EXPECT_EQ(get(target).header("x-cache"), r.reused ? "HIT" : "MISS") << r.rule;
     }
 }
 

@@ -108,6 +108,9 @@ struct entry {
     unsigned status = 200;
     header_block headers;  // end-to-end headers only, as received from the origin
     std::string body;
+    // When the origin produced the response, as far as cachecar can tell: the time it
+    // was received less its corrected initial age (RFC 9111 4.2.3). Age on a hit is
+    // now - stored_at.
     clock::time_point stored_at{};
     clock::time_point expires_at{};    // fresh until then
     clock::time_point retain_until{};  // kept (for stale_if_error) until then; >= expires_at

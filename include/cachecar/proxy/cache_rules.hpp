@@ -13,17 +13,39 @@
 
 namespace cachecar::proxy {
 
-// The value of a `name=N` directive in a Cache-Control value, in seconds; nullopt if
-// absent or not a non-negative integer (quoted values are accepted).
+// The largest delta-seconds cachecar represents: a larger value, or one that overflows,
+// is taken as 2^31 (RFC 9111 1.2.2), so lifetimes never overflow the clock.
+inline constexpr std::chrono::seconds max_delta_seconds{2147483648LL};
+
+// delta-seconds (RFC 9111 1.2.2): 1*DIGIT, clamped to max_delta_seconds; nullopt for
+// anything else ("7200.0", "-1", " 5", "").
+std::optional<std::chrono::seconds> parse_delta_seconds(std::string_view text);
+
+// The value of a `name=N` directive in a Cache-Control value, as delta-seconds
+// (quoted values are accepted); nullopt if absent or not delta-seconds.
 std::optional<std::chrono::seconds> directive_seconds(std::string_view cache_control, std::string_view name);
 
-// IMF-fixdate, RFC 850 and asctime forms (RFC 9110 5.6.7); nullopt if unparseable.
-std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view text);
+// IMF-fixdate, RFC 850 and asctime forms (RFC 9110 5.6.7), to the letter: fixed field
+// widths, one space between fields, GMT, case-sensitive names, valid ranges. nullopt
+// for anything else (two spaces, a one-digit hour, "UTC", a trailing byte), which a
+// cache must treat as invalid (for Expires: already expired, RFC 9111 5.3). In whole
+// seconds, so dates past 2262 (beyond the nanosecond clock) are still representable.
+std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view text);
 
-// The freshness lifetime a shared cache may give this response (RFC 9111 4.2.1):
-// s-maxage, else max-age, else Expires minus Date; minus the response's Age. nullopt
-// when the origin says nothing. Never negative.
-std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields);
+// How old the response already was when cachecar received it at `response_time`:
+// RFC 9111 4.2.3's corrected_initial_age, max(apparent age from Date, Age +
+// `response_delay`). An invalid or repeated Age is ignored (5.1); a Date that is
+// missing, invalid or in the future gives no apparent age. At most max_delta_seconds.
+std::chrono::seconds initial_age(const beast::http::fields& fields, std::chrono::system_clock::time_point response_time,
+                                 std::chrono::seconds response_delay = std::chrono::seconds(0));
+
+// The freshness a shared cache may still give this response when received at
+// `response_time` (RFC 9111 4.2.1): s-maxage, else max-age, else Expires minus Date,
+// less its initial_age(). nullopt when the origin says nothing. Never negative, at most
+// max_delta_seconds.
+std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields,
+                                                     std::chrono::system_clock::time_point response_time =
+                                                         std::chrono::system_clock::now());
 
 // Whether a request's validators match a stored response (RFC 9110 13.1.2, 13.1.3,
 // evaluated in the order of 13.2.2): If-None-Match (weak comparison; "*" matches)

@@ -77,13 +77,13 @@ result<bool> upsert(mongoc_client_t* client, const mongo_options& o, const std::
         bson_append_utf8(&categories, index.c_str(), -1, s.category.data(), static_cast<int>(s.category.size()));
     }
     bson_append_array_end(&set, &categories);
-    BSON_APPEND_DATE_TIME(&set, "created_at", to_ms(e.stored_at));
+    BSON_APPEND_DATE_TIME(&set, "created_at", to_ms(clock::now()));
     // The TTL index removes the document once retention (TTL + stale window) is over.
     BSON_APPEND_DATE_TIME(&set, "expires_at", to_ms(e.retain_until));
     bson_append_document_end(update.get(), &set);
     BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$setOnInsert", &on_insert);
     BSON_APPEND_INT64(&on_insert, "hit_count", 0);
-    BSON_APPEND_DATE_TIME(&on_insert, "last_access", to_ms(e.stored_at));
+    BSON_APPEND_DATE_TIME(&on_insert, "last_access", to_ms(clock::now()));
     bson_append_document_end(update.get(), &on_insert);
     scoped_bson opts;
     BSON_APPEND_BOOL(opts.get(), "upsert", true);
