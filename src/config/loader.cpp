@@ -1,6 +1,7 @@
 // YAML -> validated config. The loader keeps going after a problem so that one
 // `cachecar --check` run lists every mistake in the file, each with its position.
 #include <cachecar/config/config.hpp>
+#include <cachecar/util/ascii.hpp>
 #include <cachecar/route/pattern.hpp>
 #include <cachecar/util/address.hpp>
 
@@ -79,7 +80,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& s
         {"", {"server", "limits", "tiers", "routes", "invalidate", "logging"}},
         {"server",
          {"listen", "upstream", "admin_listen", "namespace", "admin_token", "threads", "trusted_proxies", "upstream_host",
-          "underscores_in_headers", "method_override"}},
+          "underscores_in_headers", "method_override", "cache_control_field", "cache_status", "cache_status_key"}},
         {"limits",
          {"max_header_bytes", "max_body_bytes", "max_upload_bytes", "max_object_bytes", "upstream_timeout",
           "client_idle_timeout", "tunnel_idle_timeout", "drain_timeout", "max_connections"}},
@@ -90,7 +91,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& s
         {"routes[]",
          {"name", "match", "tiers", "ttl", "key", "categories", "shared", "status", "stale_if_error",
           "stale_while_revalidate", "ttl_from_origin", "credential_headers", "strip_headers", "ignore_query",
-          "store_authenticated"}},
+          "store_authenticated", "negative_ttl"}},
         {"invalidate[]", {"match", "purge"}},
         {"logging", {"level", "access_log", "levels"}},
         {"logging.levels", {"cachecar", "proxy", "admin", "redis", "mongo", "access"}},
@@ -281,6 +282,10 @@ public:
         std::stable_sort(errors_.begin(), errors_.end(), [](const diagnostic& a, const diagnostic& b) {
             return std::pair(a.line, a.column) < std::pair(b.line, b.column);
         });
+        for (auto& route : cfg.routes) {
+            route.cache_control_fields.clear();
+            if (route.ttl_from_origin) route.cache_control_fields = {cfg.server.cache_control_field, "CDN-Cache-Control"};
+        }
         load_result out;
         if (errors_.empty())
             out.value = std::move(cfg);
@@ -635,6 +640,24 @@ private:
                 read_bool(v, s.underscores_in_headers);
             } else if (e.key == "method_override") {
                 read_bool(v, s.method_override);
+            } else if (e.key == "cache_control_field") {
+                auto text = scalar(v);
+                if (!text) continue;
+                if (!is_header_name(*text)) {
+                    error(v, "bad header name " + quoted(*text));
+                    continue;
+                }
+                s.cache_control_field = *text;
+            } else if (e.key == "cache_status") {
+                auto text = scalar(v);
+                if (!text) continue;
+                if (!text->empty() && !util::is_token(*text)) {
+                    error(v, "bad cache_status name " + quoted(*text) + " (expected a token, e.g. cachecar or edge-1)");
+                    continue;
+                }
+                s.cache_status = *text;
+            } else if (e.key == "cache_status_key") {
+                read_bool(v, s.cache_status_key);
             }
         }
     }
@@ -849,6 +872,8 @@ private:
                     read_duration(v, rc.stale_while_revalidate, false);
                 } else if (e.key == "ttl_from_origin") {
                     read_bool(v, rc.ttl_from_origin);
+                } else if (e.key == "negative_ttl") {
+                    read_duration(v, rc.negative_ttl, false);
                 } else if (e.key == "credential_headers") {
                     read_headers(v, rc.credential_headers);
                 } else if (e.key == "strip_headers") {

@@ -169,10 +169,16 @@ std::chrono::seconds initial_age(const beast::http::fields& fields, std::chrono:
 
 std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields,
                                                      std::chrono::system_clock::time_point response_time) {
-    const auto cc = list_value(fields, "cache-control");
+    return origin_freshness(fields, response_time, directives_of(fields, {}));
+}
+
+std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields,
+                                                     std::chrono::system_clock::time_point response_time,
+                                                     const response_directives& directives) {
+    const auto& cc = directives.list;
     std::optional<std::chrono::seconds> lifetime = directive_seconds(cc, "s-maxage");
     if (!lifetime) lifetime = directive_seconds(cc, "max-age");
-    if (!lifetime && line_count(fields, "expires") > 0) {
+    if (!lifetime && !directives.targeted && line_count(fields, "expires") > 0) {
         // Expires and Date are singletons: on several lines they are invalid, and an
         // invalid Expires (e.g. "0") means already expired (RFC 9111 5.3).
         const auto expires = single_value(fields, "expires");

@@ -6,9 +6,32 @@
 
 namespace cachecar::proxy {
 
-namespace {
-
-}  // namespace
+void append_cache_status(std::string& out, const cache_status& cs, const cache::entry* e) {
+    if (cs.name.empty()) return;
+    out += "Cache-Status: ";
+    out += cs.name;
+    if (cs.fwd.empty()) {
+        out += "; hit";
+    } else {
+        out += "; fwd=";
+        out += cs.fwd;
+    }
+    out += cs.params;
+    if (e != nullptr) {
+        // Remaining freshness in whole seconds; negative once stale (RFC 9211 2.4).
+        out += "; ttl=";
+        out += std::to_string(std::chrono::floor<std::chrono::seconds>(e->expires_at - clock::now()).count());
+    }
+    if (!cs.key.empty()) {
+        out += "; key=\"";
+        for (const char c : cs.key) {
+            if (c == '"' || c == '\\') out += '\\';
+            if (c >= 0x20 && c < 0x7f) out += c;  // an sf-string holds printable ASCII only
+        }
+        out += '"';
+    }
+    out += "\r\n";
+}
 
 void status_line(std::string& out, unsigned status, std::string_view reason) {
     out += "HTTP/1.1 ";
@@ -38,8 +61,14 @@ http::reply error_reply(unsigned status, std::string_view message, std::string_v
 }
 
 http::reply not_modified_reply(const cache::header_block& fields, std::string_view x_cache, std::string_view tier,
-                               std::int64_t age) {
+                               std::int64_t age, const cache_status& cs, const cache::entry* e) {
     response res{bh::status::not_modified, 11};
+    if (!cs.name.empty()) {
+        std::string line;
+        append_cache_status(line, cs, e);
+        // "Cache-Status: <value>\r\n": the value alone for the field.
+        res.set("Cache-Status", std::string_view(line).substr(14, line.size() - 16));
+    }
     for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
         for_each_line(fields, name, [&](std::string_view v) { res.insert(name, v); });
     }
@@ -53,13 +82,13 @@ http::reply not_modified_reply(const cache::header_block& fields, std::string_vi
 }
 
 http::reply reply_from_entry(const request& req, const cache::entry_ptr& e, std::string_view x_cache,
-                             std::string_view tier, bool head, std::string& scratch) {
+                             std::string_view tier, bool head, std::string& scratch, const cache_status& cs) {
     // The stored validators are looked up only for a conditional request: a hit must
     // not pay for reading its stored fields.
     const bool conditional = line_count(req.base(), "if-none-match") + line_count(req.base(), "if-modified-since") > 0;
     if (conditional && not_modified(req, single_value(e->headers, "etag").value_or(""),
                                     single_value(e->headers, "last-modified").value_or(""))) {
-        return not_modified_reply(e->headers, x_cache, tier, age_seconds(*e));
+        return not_modified_reply(e->headers, x_cache, tier, age_seconds(*e), cs, e.get());
     }
     // Only the status line and the per-hit lines (X-Cache, X-Cache-Tier, Age, Via, the
     // framing) are composed, into the connection's reused scratch buffer; the stored
@@ -76,6 +105,7 @@ http::reply reply_from_entry(const request& req, const cache::entry_ptr& e, std:
         scratch += std::to_string(age_seconds(*e));
     }
     scratch += "\r\nVia: 1.1 cachecar\r\n";
+    append_cache_status(scratch, cs, e.get());
     if (e->status != 204 && e->status != 304) {
         scratch += "Content-Length: ";
         scratch += std::to_string(e->body.size());
@@ -91,7 +121,7 @@ http::reply reply_from_entry(const request& req, const cache::entry_ptr& e, std:
 }
 
 http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_ptr<http::body_stream> body,
-                                const request& req, std::string_view x_cache) {
+                                const request& req, std::string_view x_cache, const cache_status& cs) {
     struct owned {
         std::string head;
     };
@@ -126,6 +156,7 @@ http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_p
     }
     out += "Via: 1.1 cachecar\r\n";
     if (!x_cache.empty()) out.append("X-Cache: ").append(x_cache).append("\r\n");
+    append_cache_status(out, cs, nullptr);
 
     http::reply r;
     r.status = status;
@@ -153,21 +184,32 @@ http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_p
     return r;
 }
 
+cache_status cacheable_request::status(std::string_view fwd, std::string_view more) const {
+    const auto& server = snap.cfg.server;
+    return {server.cache_status, fwd, more, server.cache_status_key ? std::string_view(entry_key) : std::string_view()};
+}
+
+std::string_view cacheable_request::fwd_reason() const {
+    if (found.expired && !is_vary_marker(*found.expired)) return "stale";
+    return entry_key != key ? "vary-miss" : "uri-miss";
+}
+
 step handler::deliver_hit(cacheable_request& r) {
     r.count(stats::request_result::hit);
-    r.reply = reply_from_entry(r.req, r.found.fresh, "HIT", config::to_string(r.found.from), r.head, r.in.scratch);
+    r.reply = reply_from_entry(r.req, r.found.fresh, "HIT", config::to_string(r.found.from), r.head, r.in.scratch,
+                               r.status());
     r.reply.access = {r.route.cfg.name, "hit", config::to_string(r.found.from), -1};
     return step::done;
 }
 
 step handler::stale_if_error(cacheable_request& r) {
     const double upstream = r.result_of_fill ? r.result_of_fill->upstream_seconds : -1;
-    const auto w = windows_for(r.route, list_value(r.found.expired->headers, "cache-control"));
+    const auto w = windows_for(r.route, *r.found.expired);
     if (clock::now() < r.found.expired->expires_at + w.if_error) {
         metrics_.get("cachecar_stale_served_total", {{"route", r.route.cfg.name}, {"why", "error"}})++;
         r.count(stats::request_result::stale);
         r.reply = reply_from_entry(r.req, r.found.expired, "STALE", config::to_string(r.found.expired_from), r.head,
-                                   r.in.scratch);
+                                   r.in.scratch, r.status());
         r.reply.access = {r.route.cfg.name, "stale", config::to_string(r.found.expired_from), upstream};
         return step::done;
     }

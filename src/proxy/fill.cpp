@@ -13,13 +13,21 @@
 
 namespace cachecar::proxy {
 
+bool heuristically_cacheable(unsigned status) {
+    for (const unsigned s : {200u, 203u, 204u, 206u, 300u, 301u, 308u, 404u, 405u, 410u, 414u, 501u}) {
+        if (s == status) return true;
+    }
+    return false;
+}
+
 std::string_view not_storable_reason(const route::compiled_route& route, bool credentialed,
                                      const bh::response_header<>& res, std::optional<std::uint64_t> size,
                                      std::size_t max_object_bytes) {
     const auto status = res.result_int();
     if (std::find(route.cfg.status.begin(), route.cfg.status.end(), status) == route.cfg.status.end()) return "status";
     if (line_count(res, "set-cookie") > 0) return "set_cookie";
-    const auto cc = list_value(res, "cache-control");
+    const auto directives = directives_of(res, route.cfg.cache_control_fields);
+    const auto& cc = directives.list;
     if (has_directive(cc, "no-store")) return "no_store";
     if (has_directive(cc, "private")) return "private";
     // Vary: * says no stored response can ever be chosen for another request.
@@ -35,28 +43,38 @@ std::string_view not_storable_reason(const route::compiled_route& route, bool cr
     for (const auto& f : res) {
         if (!cache::header_block::valid(f.name_string(), f.value())) return "bad_header";
     }
+    // A response that must be validated before every reuse (no-cache, RFC 9111
+    // 5.2.2.4), or is stale on arrival, is worth storing only with a validator to
+    // revalidate it with; without one it would never be served.
+    const bool validator = line_count(res, "etag") > 0 || line_count(res, "last-modified") > 0;
+    if (has_directive(cc, "no-cache") && !validator) return "no_cache";
     if (route.cfg.ttl_from_origin) {
-        auto lifetime = origin_freshness(res);
-        if (lifetime && lifetime->count() == 0) return "origin_max_age_0";
+        auto lifetime = origin_freshness(res, clock::now(), directives);
+        if (lifetime && lifetime->count() == 0 && !validator) return "origin_max_age_0";
+        // Without freshness from the origin the route's ttl is a heuristic, which RFC
+        // 9111 4.2.2 allows only for heuristically cacheable statuses (RFC 9110 15.1)
+        // or a response marked public.
+        if (!lifetime && !heuristically_cacheable(status) && !has_directive(cc, "public")) return "no_freshness";
     }
     return {};
 }
 
-std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
-                                         std::vector<cache::category_stamp> stamps) {
-    auto e = std::make_shared<cache::entry>();
-    e->status = res.result_int();
-    // Fields the backend names in Connection are for this hop only (RFC 9110 7.6.1):
-    // never stored, so never replayed on a hit.
+namespace {
+
+// Calls f(field) for each field of `res` a cache keeps: end-to-end ones only (not
+// hop-by-hop, nor named in Connection: RFC 9110 7.6.1, so never replayed on a hit),
+// and none that is recomputed for every hit (Content-Length, Age, Via, X-Cache).
+template <class F>
+void for_each_stored_field(const bh::response_header<>& res, F&& f) {
     std::vector<std::string> hop_named;
     for_each_line(res, "connection", [&](std::string_view line) {
         for_each_list_item(line, [&](std::string_view name) { hop_named.emplace_back(name); });
     });
-    for (const auto& f : res) {
+    for (const auto& field : res) {
         if (std::any_of(hop_named.begin(), hop_named.end(),
-                        [&](const std::string& n) { return same_field_name(n, f.name_string()); }))
+                        [&](const std::string& n) { return same_field_name(n, field.name_string()); }))
             continue;
-        switch (f.name()) {
+        switch (field.name()) {
         case bh::field::connection:
         case bh::field::keep_alive:
         case bh::field::proxy_connection:
@@ -69,22 +87,79 @@ std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const
         case bh::field::via:
             continue;  // recomputed per hit, or hop-by-hop
         default:
-            if (same_field_name(f.name_string(), "x-cache")) continue;
-            e->headers.add(f.name_string(), f.value());
+            if (same_field_name(field.name_string(), "x-cache")) continue;
+            f(field);
         }
     }
+}
+
+bool has_validator(const cache::header_block& fields) {
+    return line_count(fields, "etag") > 0 || line_count(fields, "last-modified") > 0;
+}
+
+}  // namespace
+
+bool may_revalidate(const cache::entry& e, const std::vector<std::string>& categories,
+                    const std::vector<std::uint64_t>& generations) {
+    if (!has_validator(e.headers)) return false;
+    const auto now = cache::make_stamps(categories, generations);
+    return std::equal(now.begin(), now.end(), e.stamps.begin(), e.stamps.end(),
+                      [](const cache::category_stamp& a, const cache::category_stamp& b) {
+                          return a.category == b.category && a.generation == b.generation;
+                      });
+}
+
+void add_validators(request& upstream, const cache::entry& e) {
+    if (auto etag = single_value(e.headers, "etag")) upstream.set(bh::field::if_none_match, *etag);
+    if (auto modified = single_value(e.headers, "last-modified")) upstream.set(bh::field::if_modified_since, *modified);
+}
+
+bh::response_header<> freshened_head(const cache::entry& stored, const bh::response_header<>& not_modified) {
+    bh::response_header<> out;
+    out.result(stored.status);
+    std::vector<std::string> replaced;
+    for_each_stored_field(not_modified, [&](const auto& f) { replaced.emplace_back(f.name_string()); });
+    for (const auto& f : stored.headers) {
+        if (std::any_of(replaced.begin(), replaced.end(), [&](const std::string& n) { return same_field_name(n, f.name); }))
+            continue;
+        out.insert(f.name, f.value);
+    }
+    for_each_stored_field(not_modified, [&](const auto& f) { out.insert(f.name_string(), f.value()); });
+    // How old the validated response is now: the 304's Age, if it gave one (Date, if
+    // it gave one, replaced the stored Date above).
+    if (auto age = single_value(not_modified, "age")) out.set(bh::field::age, *age);
+    return out;
+}
+
+std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
+                                         std::vector<cache::category_stamp> stamps) {
+    auto e = std::make_shared<cache::entry>();
+    e->status = res.result_int();
+    for_each_stored_field(res, [&](const auto& f) { e->headers.add(f.name_string(), f.value()); });
     e->headers.shrink_to_fit();
     const auto now = clock::now();
     // Born when the origin made it, as far as its Age and Date tell: a hit's Age is then
     // the corrected initial age plus the time cachecar has held it (RFC 9111 4.2.3).
     e->stored_at = now - initial_age(res, now);
+    const auto directives = directives_of(res, route.cfg.cache_control_fields);
+    const auto& cc = directives.list;
     config::duration ttl = route.cfg.ttl;
-    if (route.cfg.ttl_from_origin) {
-        if (auto lifetime = origin_freshness(res, now)) ttl = *lifetime;
+    std::optional<std::chrono::seconds> lifetime;
+    if (route.cfg.ttl_from_origin) lifetime = origin_freshness(res, now, directives);
+    if (lifetime) {
+        ttl = *lifetime;
+    } else if (e->status == 404 || e->status == 410) {
+        ttl = std::min(ttl, route.cfg.negative_ttl);  // negative answers: briefly
     }
+    // Stored, but never reused without validation (RFC 9111 5.2.2.4): stale at once.
+    if (has_directive(cc, "no-cache")) ttl = config::duration(0);
     e->expires_at = now + ttl;
-    const auto w = windows_for(route, list_value(res, "cache-control"));
-    e->retain_until = e->expires_at + std::max(w.if_error, w.while_revalidate);
+    const auto w = windows_for(route, cc);
+    auto keep = std::max(w.if_error, w.while_revalidate);
+    // A response with a validator is kept a route TTL past its expiry, so a later
+    // request revalidates it (a 304 without the body) instead of fetching it whole.
+    if (has_validator(e->headers)) keep = std::max(keep, route.cfg.ttl);
+    e->retain_until = e->expires_at + keep;
     e->stamps = std::move(stamps);
     return e;
 }
@@ -238,7 +313,8 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
                 (shared->vary.empty() || variant_fingerprint(shared->vary, r.req, alias) == shared->variant)) {
                 metrics_.get("cachecar_coalesced_total", {{"route", r.route.cfg.name}})++;
                 r.count(stats::request_result::miss);
-                r.reply = reply_from_entry(r.req, shared->stored, "MISS", {}, r.head, r.in.scratch);
+                r.reply = reply_from_entry(r.req, shared->stored, "MISS", {}, r.head, r.in.scratch,
+                                           r.status(r.fwd_reason(), "; collapsed"));
                 r.reply.access = {r.route.cfg.name, "miss", "-", 0.0};
                 co_return step::done;
             }
@@ -252,8 +328,13 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
         }
     }
 
+    // An expired entry with a validator, not purged since, is revalidated: the backend
+    // is asked conditionally and a 304 freshens it without the body crossing again.
+    const cache::entry* validating =
+        has_stale && may_store && may_revalidate(*r.found.expired, r.categories, *generations) ? r.found.expired.get()
+                                                                                              : nullptr;
     double seconds = 0;
-    auto opened = co_await open_upstream(r.in, r.snap, &r.route, seconds);
+    auto opened = co_await open_upstream(r.in, r.snap, &r.route, seconds, validating);
     r.led = true;
     if (!opened) {
         auto failed = std::make_shared<fill_result>();
@@ -266,10 +347,52 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
     std::unique_ptr<http::upstream_exchange> x = std::move(*opened);
     const auto& head = x->head();  // owned by the exchange, which outlives every use below
     const auto status = head.result_int();
+    if (validating != nullptr) {
+        metrics_.get("cachecar_validations_total",
+                     {{"route", r.route.cfg.name}, {"outcome", status == 304 ? "not_modified" : "modified"}})++;
+    }
+    if (validating != nullptr && status == 304) {
+        // The stored response, its fields freshened by the 304's (RFC 9111 4.3.4),
+        // stamped with the generations noted before asking: a purge meanwhile wins.
+        const auto merged = freshened_head(*validating, head);
+        auto plan = store_plan{};
+        plan.snap = r.snap_ptr;
+        plan.route = &r.route;
+        plan.key = r.key;
+        plan.vary = vary_names(list_value(merged, "vary"));
+        if (!plan.vary.empty()) {
+            plan.variant = variant_fingerprint(plan.vary, r.req, alias);
+            plan.variant_key = variant_key(r.key, plan.vary, r.req, alias);
+        }
+        plan.entry = make_entry(merged, r.route, cache::make_stamps(r.categories, *generations));
+        const auto reason =
+            not_storable_reason(r.route, r.credentialed, merged, validating->body.size(), limits.max_object_bytes);
+        cache::entry_ptr served;
+        if (reason.empty()) {
+            auto shared = std::make_shared<fill_result>();
+            shared->vary = plan.vary;
+            shared->variant = plan.variant;
+            shared->upstream_seconds = seconds;
+            shared->stored = served = store(std::move(plan), validating->body);
+            ticket.publish(std::move(shared));
+        } else {
+            // The backend now forbids reusing it: this client gets it once, nobody after.
+            metrics_.get("cachecar_not_stored_total", {{"route", r.route.cfg.name}, {"reason", std::string(reason)}})++;
+            ticket.publish(nullptr);
+            plan.entry->body = validating->body;
+            served = std::move(plan.entry);
+        }
+        r.count(stats::request_result::hit);
+        const auto tier = config::to_string(r.found.expired_from);
+        r.reply = reply_from_entry(r.req, served, "HIT", tier, r.head, r.in.scratch,
+                                   r.status("stale", reason.empty() ? "; fwd-status=304; stored" : "; fwd-status=304"));
+        r.reply.access = {r.route.cfg.name, "revalidated", tier, seconds};
+        co_return step::done;
+    }
     if (status >= 500) {
         ticket.publish(nullptr);
         if (has_stale) {
-            const auto w = windows_for(r.route, list_value(r.found.expired->headers, "cache-control"));
+            const auto w = windows_for(r.route, *r.found.expired);
             if (clock::now() < r.found.expired->expires_at + w.if_error) {
                 auto failed = std::make_shared<fill_result>();
                 failed->upstream_seconds = seconds;
@@ -287,10 +410,12 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
         if (may_store) metrics_.get("cachecar_not_stored_total", {{"route", r.route.cfg.name}, {"reason", std::string(reason)}})++;
         ticket.publish(nullptr);
         if (may_store && status < 500) mark_pass(r.entry_key);
-        r.reply = reply_from_upstream(head, std::move(x), r.req, "MISS");
+        const auto forwarded = "; fwd-status=" + std::to_string(status);
+        r.reply = reply_from_upstream(head, std::move(x), r.req, "MISS", r.status(r.fwd_reason(), forwarded));
         r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
         co_return step::done;
     }
+    const auto stored_status = "; fwd-status=" + std::to_string(status) + "; stored";
 
     store_plan plan;
     plan.snap = r.snap_ptr;
@@ -326,11 +451,12 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
             }
         }
         if (answer_304) {
-            r.reply = not_modified_reply(stored ? stored->headers : plan.entry->headers, "MISS", {}, 0);
+            r.reply = not_modified_reply(stored ? stored->headers : plan.entry->headers, "MISS", {}, 0,
+                                         r.status(r.fwd_reason(), stored_status), stored.get());
         } else if (stored) {
-            r.reply = reply_from_entry(r.req, stored, "MISS", {}, true, r.in.scratch);
+            r.reply = reply_from_entry(r.req, stored, "MISS", {}, true, r.in.scratch, r.status(r.fwd_reason(), stored_status));
         } else {
-            r.reply = reply_from_upstream(head, nullptr, r.req, "MISS");
+            r.reply = reply_from_upstream(head, nullptr, r.req, "MISS", r.status(r.fwd_reason()));
         }
         r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
         co_return step::done;
@@ -340,7 +466,7 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
     auto on_too_large = [this, key = r.entry_key] { mark_pass(key); };
     auto body = std::make_unique<fill_stream>(*this, metrics_, std::move(x), std::move(plan), std::move(ticket),
                                               limits.max_object_bytes, seconds, std::move(on_too_large));
-    r.reply = reply_from_upstream(head, std::move(body), r.req, "MISS");
+    r.reply = reply_from_upstream(head, std::move(body), r.req, "MISS", r.status(r.fwd_reason(), stored_status));
     r.reply.access = {r.route.cfg.name, "miss", "-", seconds};
     co_return step::done;
 }

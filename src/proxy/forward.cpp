@@ -42,11 +42,13 @@ http::reply handler::failure_reply(const error_code& ec, std::string_view x_cach
 }
 
 net::awaitable<result<std::unique_ptr<http::upstream_exchange>>> handler::open_upstream(
-    http::inbound& in, const snapshot& snap, const route::compiled_route* route, double& seconds) {
+    http::inbound& in, const snapshot& snap, const route::compiled_route* route, double& seconds,
+    const cache::entry* validate) {
     const auto t0 = std::chrono::steady_clock::now();
     // A cacheable route asks for the whole response even for a HEAD, so it can be
     // stored and answer later GETs (nginx's proxy_cache_convert_head).
     auto upstream_req = make_upstream_request(in.req, in.conn.client_address, route != nullptr, route != nullptr);
+    if (validate != nullptr) add_validators(upstream_req, *validate);
     // The body streams from the client as it arrives, unless it was read in already
     // (a key reads it): then it is sent from memory.
     std::optional<http::memory_body> held;
@@ -132,7 +134,11 @@ net::awaitable<step> handler::bypass(cacheable_request& r) {
     r.count(stats::request_result::bypass);
     if (opened) {
         const auto& head = (*opened)->head();
-        r.reply = reply_from_upstream(head, std::move(*opened), r.req, "BYPASS");
+        // RFC 9211: a request directive made it go forward (fwd=request), or cachecar's
+        // rules kept it from the cache (fwd=bypass); detail says which rule.
+        const auto detail = "; fwd-status=" + std::to_string(head.result_int()) + "; detail=" + std::string(why);
+        r.reply = reply_from_upstream(head, std::move(*opened), r.req, "BYPASS",
+                                      r.status(why == "no_store" ? "request" : "bypass", detail));
     } else {
         r.reply = failure_reply(opened.error(), "BYPASS");
     }

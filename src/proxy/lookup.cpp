@@ -10,12 +10,22 @@
 namespace cachecar::proxy {
 
 stale_windows windows_for(const route::compiled_route& route, std::string_view cache_control) {
+    // The origin forbids serving it stale, whatever the route says: must-revalidate
+    // (RFC 9111 5.2.2.2), proxy-revalidate (5.2.2.8) and s-maxage (5.2.2.10, which
+    // implies it for a shared cache), and no-cache (5.2.2.4: never reused unvalidated).
+    for (const auto directive : {"must-revalidate", "proxy-revalidate", "no-cache", "s-maxage"}) {
+        if (has_directive(cache_control, directive)) return {};
+    }
     stale_windows w{route.cfg.stale_if_error, route.cfg.stale_while_revalidate};
     if (auto v = directive_seconds(cache_control, "stale-if-error")) w.if_error = std::max<std::chrono::milliseconds>(w.if_error, *v);
     if (auto v = directive_seconds(cache_control, "stale-while-revalidate")) {
         w.while_revalidate = std::max<std::chrono::milliseconds>(w.while_revalidate, *v);
     }
     return w;
+}
+
+stale_windows windows_for(const route::compiled_route& route, const cache::entry& stored) {
+    return windows_for(route, directives_of(stored.headers, route.cfg.cache_control_fields).list);
 }
 
 bool is_vary_marker(const cache::entry& e) { return e.status == 0; }
@@ -67,7 +77,7 @@ net::awaitable<step> handler::lookup(cacheable_request& r) {
     if (r.found.fresh && !is_vary_marker(*r.found.fresh)) co_return step::hit;
     if (!r.shared_tier) r.build_categories();
     if (r.found.expired && !is_vary_marker(*r.found.expired)) {
-        const auto w = windows_for(r.route, list_value(r.found.expired->headers, "cache-control"));
+        const auto w = windows_for(r.route, *r.found.expired);
         if (clock::now() < r.found.expired->expires_at + w.while_revalidate) co_return step::revalidate;
     }
     co_return step::fill;

@@ -21,6 +21,20 @@ namespace cachecar::proxy {
 namespace bh = beast::http;
 using cache::clock;
 
+// What the Cache-Status field (RFC 9211) of a reply says, besides the cache's name:
+// a hit (fwd empty; its ttl is the entry's remaining freshness, negative when stale),
+// or why the request went forward (fwd: uri-miss, vary-miss, stale, bypass, request)
+// with more parameters ("; fwd-status=200; stored", "; collapsed"). No name: no field.
+struct cache_status {
+    std::string_view name;
+    std::string_view fwd;
+    std::string_view params;
+    std::string_view key;  // non-empty: key="..." (server.cache_status_key)
+};
+// Appends "Cache-Status: ...\r\n" to `out` (nothing when cs has no name); `e`, when
+// given, supplies the ttl.
+void append_cache_status(std::string& out, const cache_status& cs, const cache::entry* e);
+
 struct cacheable_request {
     const snapshot& snap;
     snapshot_ptr snap_ptr;
@@ -48,6 +62,11 @@ struct cacheable_request {
     http::reply reply{};
 
     void count(stats::request_result res) { ++*counters.requests[static_cast<std::size_t>(res)]; }
+    // This request's Cache-Status (deliver.cpp): a hit without `fwd`.
+    struct cache_status status(std::string_view fwd = {}, std::string_view more = {}) const;
+    // Why a fill went forward: an expired entry (stale), a Vary marker without this
+    // variant (vary-miss), or nothing at the key (uri-miss).
+    std::string_view fwd_reason() const;
     void build_categories();
 };
 
@@ -64,27 +83,32 @@ struct handler::store_plan {
 
 // ---- deliver.cpp -------------------------------------------------------------------
 
+
 // The answer from a stored entry: its head (status line, stored fields, the per-hit
 // lines composed into `scratch`) and body, no copy; a 304 when the client's validators
 // match it. `x_cache`: HIT, STALE or MISS (a coalesced request served the fill).
 http::reply reply_from_entry(const request& req, const cache::entry_ptr& e, std::string_view x_cache,
-                             std::string_view tier, bool head, std::string& scratch);
+                             std::string_view tier, bool head, std::string& scratch, const cache_status& cs = {});
 // The backend's response as the client gets it, its body streamed from `body` (the
 // exchange itself, or the fill's copying stream over it): hop-by-hop fields dropped,
 // framed afresh for the client (Content-Length when known, else chunked, else
 // close-delimited for HTTP/1.0), Via and X-Cache set.
 http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_ptr<http::body_stream> body,
-                                const request& req, std::string_view x_cache);
+                                const request& req, std::string_view x_cache, const cache_status& cs = {});
 http::reply error_reply(unsigned status, std::string_view message, std::string_view x_cache);
 // 304 for a request whose validators match the stored response (RFC 9110 15.4.5).
 http::reply not_modified_reply(const cache::header_block& fields, std::string_view x_cache, std::string_view tier,
-                               std::int64_t age);
+                               std::int64_t age, const cache_status& cs = {}, const cache::entry* e = nullptr);
 // "HTTP/1.1 <status> <reason>\r\n": `reason` as the backend gave it, or the standard one.
 void status_line(std::string& out, unsigned status, std::string_view reason);
 // The one place Age is computed: how long the entry has been held, in seconds.
 std::int64_t age_seconds(const cache::entry& e);
 
 // ---- fill.cpp ----------------------------------------------------------------------
+
+// The statuses RFC 9110 15.1 makes heuristically cacheable: the only ones a route's ttl
+// may be given to when ttl_from_origin finds no freshness in the response.
+bool heuristically_cacheable(unsigned status);
 
 // Why a cacheable route's response may not be stored, or "" when it may (its body may
 // still turn out too large while it streams). `credentialed`: the request carried a
@@ -96,6 +120,21 @@ std::string_view not_storable_reason(const route::compiled_route& route, bool cr
 std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
                                          std::vector<cache::category_stamp> stamps);
 
+// ---- conditional revalidation (fill.cpp) -------------------------------------------
+
+// Whether a stored response can be revalidated: it has a validator (ETag or
+// Last-Modified), and its stamps are exactly `categories` at `generations`, the ones
+// noted before asking the backend. An entry stamped with older generations (purged
+// since) is never revalidated back to life.
+bool may_revalidate(const cache::entry& e, const std::vector<std::string>& categories,
+                    const std::vector<std::uint64_t>& generations);
+// Makes `upstream` conditional on the stored response's validators (If-None-Match from
+// its ETag, If-Modified-Since from its Last-Modified; RFC 9111 4.3.1).
+void add_validators(request& upstream, const cache::entry& e);
+// The stored response's head freshened by a 304 (RFC 9111 4.3.4): every end-to-end
+// field of the 304 replaces the stored field of that name; the others stay.
+bh::response_header<> freshened_head(const cache::entry& stored, const bh::response_header<>& not_modified);
+
 // ---- lookup.cpp --------------------------------------------------------------------
 
 // The stale windows that apply to an entry: the route's, widened by the response's own
@@ -105,6 +144,8 @@ struct stale_windows {
     std::chrono::milliseconds while_revalidate{0};
 };
 stale_windows windows_for(const route::compiled_route& route, std::string_view cache_control);
+// The same for a stored response, from the directives that govern it (directives_of).
+stale_windows windows_for(const route::compiled_route& route, const cache::entry& stored);
 // A Vary marker stands at the base key of a varying resource and names the request
 // headers that select the variant; the variants live at derived keys.
 bool is_vary_marker(const cache::entry& e);

@@ -1,8 +1,11 @@
 // cachecar as a shared HTTP cache in front of an authenticated API: one table-driven
 // test per rule, each naming the attack or RFC section it covers. The origin records
 // exactly what it received.
+#include "support/admin_probe.hpp"
+#include "support/eventually.hpp"
 #include "support/proxy_fixture.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <thread>
@@ -42,6 +45,35 @@ routes:
     tiers: [memory]
     ttl: 5m
     strip_headers: [X-Debug-Token]
+  - name: revalidate
+    match: GET /rv
+    tiers: [memory]
+    ttl: 5m
+    categories: [rv]
+  - name: stale_guard
+    match: GET /stale-guard
+    tiers: [memory]
+    ttl: 1s
+    stale_if_error: 5m
+  - name: swr_guard
+    match: GET /swr-guard
+    tiers: [memory]
+    ttl: 1s
+    stale_while_revalidate: 5m
+  - name: heuristic
+    match: GET /heuristic
+    tiers: [memory]
+    ttl: 5m
+    ttl_from_origin: true
+    status: [200, 201, 202, 203, 403, 404, 500, 503]
+  - name: negative
+    match: GET /negative/*
+    tiers: [memory]
+    ttl: 5m
+    negative_ttl: 1s
+invalidate:
+  - match: POST /rv
+    purge: [rv]
 )";
 
 class caching_rules_test : public proxy_fixture {
@@ -304,6 +336,329 @@ TEST_F(caching_rules_test, MalformedExpiresIsStaleAndHugeLifetimesAreReused) {
         get(target);
         EXPECT_EQ(get(target).header("x-cache"), r.reused ? "HIT" : "MISS") << r.rule;
     }
+}
+
+// RFC 9111 5.2.2.4: a response with no-cache may be stored but never reused without
+// validation; it used to be served for the route's whole TTL.
+TEST_F(caching_rules_test, NoCacheResponsesAreRevalidatedBeforeEveryReuse) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        if (r.headers.count("if-none-match") && r.headers.at("if-none-match") == "\"v1\"")
+            return origin_response{304, {{"ETag", "\"v1\""}, {"Cache-Control", "no-cache"}}, ""};
+        return origin_response{200, {{"ETag", "\"v1\""}, {"Cache-Control", "no-cache"}}, "body #" + std::to_string(n)};
+    });
+    EXPECT_EQ(get("/rv?nc=1").header("x-cache"), "MISS");
+    for (int i = 0; i < 3; ++i) {
+        const auto again = get("/rv?nc=1");
+        EXPECT_EQ(again.body, "body #1") << "a 304 keeps the stored body";
+        EXPECT_EQ(again.header("x-cache"), "HIT");
+        EXPECT_EQ(origin_.requests().back().headers.count("if-none-match"), 1u) << "reused without asking the backend";
+    }
+    EXPECT_EQ(origin_.count("/rv"), 4u) << "every reuse asked the backend";
+    // Without a validator it could never be revalidated: not stored at all.
+    origin_.set_handler([](const origin_request&, std::size_t n) {
+        return origin_response{200, {{"Cache-Control", "no-cache"}}, "plain #" + std::to_string(n)};
+    });
+    get("/rv?nc=2");
+    const auto plain = get("/rv?nc=2");
+    EXPECT_EQ(plain.header("x-cache"), "MISS");
+    EXPECT_NE(plain.body, "plain #5") << "served from cache without validation";
+    EXPECT_GE(metric(cachecar_->admin_port(), R"(cachecar_not_stored_total{route="revalidate",reason="no_cache"})"), 1);
+}
+
+// RFC 9111 4.3: an expired entry with a validator is revalidated, not fetched whole; a
+// 304 freshens its fields and its freshness (4.3.4) and the body never crosses again.
+TEST_F(caching_rules_test, A304FreshensTheStoredEntry) {
+    struct row {
+        const char* validator;
+        std::string stored_field;
+        std::string value;
+        std::string conditional_field;
+    };
+    const std::vector<row> table{
+        {"ETag -> If-None-Match", "ETag", "\"abc\"", "if-none-match"},
+        {"weak ETag -> If-None-Match", "ETag", "W/\"abc\"", "if-none-match"},
+        {"Last-Modified -> If-Modified-Since", "Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT", "if-modified-since"},
+    };
+    int i = 0;
+    for (const auto& r : table) {
+        SCOPED_TRACE(r.validator);
+        const auto target = "/rv?fresh=" + std::to_string(i++);
+        origin_.set_handler([&r](const origin_request& req, std::size_t) {
+            if (req.headers.count(r.conditional_field) && req.headers.at(r.conditional_field) == r.value) {
+                // The 304 makes it fresh for 10 minutes and updates one field.
+                return origin_response{304, {{"Cache-Control", "max-age=600"}, {"X-Version", "freshened"}}, ""};
+            }
+            return origin_response{200, {{r.stored_field, r.value}, {"Cache-Control", "no-cache"}, {"X-Version", "first"},
+                                         {"X-Kept", "yes"}}, "the body"};
+        });
+        get(target);
+        const auto before = origin_.count();
+        const auto revalidated = get(target);
+        ASSERT_EQ(origin_.count(), before + 1);
+        EXPECT_EQ(origin_.requests().back().headers.count(r.conditional_field), 1u);
+        EXPECT_EQ(revalidated.status, 200u);
+        EXPECT_EQ(revalidated.body, "the body");
+        EXPECT_EQ(revalidated.header("x-version"), "freshened") << "the 304's fields replace the stored ones";
+        EXPECT_EQ(revalidated.header("x-kept"), "yes") << "fields the 304 does not carry are kept";
+        EXPECT_EQ(revalidated.header(r.stored_field == "ETag" ? "etag" : "last-modified"), r.value);
+        // Now fresh for 10 minutes: served without asking.
+        const auto hit = get(target);
+        EXPECT_EQ(hit.header("x-cache"), "HIT");
+        EXPECT_EQ(hit.header("x-version"), "freshened");
+        EXPECT_EQ(origin_.count(), before + 1) << "the freshened entry was not fresh";
+    }
+    EXPECT_GE(metric(cachecar_->admin_port(), R"(cachecar_validations_total{route="revalidate",outcome="not_modified"})"), 3);
+}
+
+// A 200 to the conditional request replaces the entry, validator and all.
+TEST_F(caching_rules_test, A200ToARevalidationReplacesTheEntry) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        const auto etag = "\"v" + std::to_string(n) + "\"";
+        if (r.headers.count("if-none-match") && n >= 3 && r.headers.at("if-none-match") == "\"v2\"")
+            return origin_response{304, {{"ETag", "\"v2\""}, {"Cache-Control", "no-cache"}}, ""};
+        return origin_response{200, {{"ETag", etag}, {"Cache-Control", "no-cache"}}, "version " + std::to_string(n)};
+    });
+    EXPECT_EQ(get("/rv?replace=1").body, "version 1");
+    const auto changed = get("/rv?replace=1");
+    EXPECT_EQ(changed.body, "version 2") << "the backend's new answer";
+    EXPECT_EQ(origin_.requests().back().headers.at("if-none-match"), "\"v1\"");
+    const auto again = get("/rv?replace=1");
+    EXPECT_EQ(again.body, "version 2");
+    EXPECT_EQ(origin_.requests().back().headers.at("if-none-match"), "\"v2\"") << "the new validator is used";
+    EXPECT_EQ(again.header("x-cache"), "HIT");
+}
+
+// Purges stay exact: a purge that lands while a revalidation is on its way must win;
+// the 304 that comes back after it must not bring the purged entry back to life.
+TEST_F(caching_rules_test, APurgeDuringARevalidationWins) {
+    std::atomic<bool> conditional_seen{false};
+    origin_.set_handler([&](const origin_request& r, std::size_t n) {
+        if (r.method == "POST") return origin_response{200, {}, "written"};
+        if (r.headers.count("if-none-match")) {
+            conditional_seen = true;
+            // Answered late: the write below lands meanwhile.
+            return origin_response{304, {{"ETag", "\"old\""}, {"Cache-Control", "max-age=600"}}, "", 1500ms};
+        }
+        return origin_response{200, {{"ETag", "\"old\""}, {"Cache-Control", "no-cache"}}, "read #" + std::to_string(n)};
+    });
+    EXPECT_EQ(get("/rv?race=1").body, "read #1");
+    std::atomic<bool> revalidated{false};
+    client_response during;
+    std::thread reader([&] {
+        during = get("/rv?race=1");
+        revalidated = true;
+    });
+    ASSERT_TRUE(eventually([&] { return conditional_seen.load(); }));
+    EXPECT_EQ(send("POST", "/rv", "x").status, 200u);
+    const bool purge_came_first = !revalidated.load();
+    reader.join();
+    ASSERT_TRUE(purge_came_first) << "the write did not land during the revalidation; the test proves nothing";
+    EXPECT_EQ(during.body, "read #1") << "the request that revalidated gets its answer";
+    const auto before = origin_.count();
+    const auto after = get("/rv?race=1");
+    EXPECT_EQ(origin_.count(), before + 1) << "the purged entry was revalidated back to life";
+    EXPECT_EQ(origin_.requests().back().headers.count("if-none-match"), 0u) << "a purged entry is fetched whole";
+    EXPECT_EQ(after.header("x-cache"), "MISS");
+}
+
+// RFC 9111 4.2.4: must-revalidate, proxy-revalidate, s-maxage (5.2.2.10, for a shared
+// cache) and no-cache forbid serving stale; the route's stale_if_error and
+// stale_while_revalidate used to override them.
+TEST_F(caching_rules_test, OriginDirectivesForbidStaleWhateverTheRouteSays) {
+    struct row {
+        const char* directive;
+        bool stale_allowed;
+    };
+    const std::vector<row> table{
+        {"", true},
+        {"must-revalidate", false},
+        {"proxy-revalidate", false},
+        {"s-maxage=1", false},
+        {"public, max-age=1, MUST-REVALIDATE", false},
+        {"no-cache", false},
+    };
+    for (const auto& path : {std::string("/stale-guard"), std::string("/swr-guard")}) {
+        int i = 0;
+        std::vector<std::string> targets;
+        for (const auto& r : table) {
+            targets.push_back(path + "?d=" + std::to_string(i++));
+            origin_.set_handler([&r](const origin_request&, std::size_t) {
+                origin_response out{200, {}, "good"};
+                if (*r.directive) out.headers.emplace_back("Cache-Control", r.directive);
+                out.headers.emplace_back("ETag", "\"g\"");
+                return out;
+            });
+            get(targets.back());
+        }
+        std::this_thread::sleep_for(1100ms);
+        origin_.set_handler([](const origin_request&, std::size_t) { return origin_response{500, {}, "broken"}; });
+        for (std::size_t k = 0; k < table.size(); ++k) {
+            const auto got = get(targets[k]);
+            if (table[k].stale_allowed) {
+                EXPECT_EQ(got.header("x-cache"), "STALE") << path << " " << table[k].directive;
+                EXPECT_EQ(got.body, "good");
+            } else {
+                EXPECT_NE(got.header("x-cache"), "STALE") << path << " " << table[k].directive;
+                EXPECT_NE(got.body, "good") << path << " " << table[k].directive;
+            }
+        }
+    }
+}
+
+// RFC 9111 4.2.2: without freshness from the origin, the route's ttl is a heuristic,
+// allowed only for heuristically cacheable statuses (RFC 9110 15.1) or `public`.
+TEST_F(caching_rules_test, HeuristicFreshnessOnlyForHeuristicallyCacheableStatuses) {
+    struct row {
+        unsigned status;
+        std::vector<std::pair<std::string, std::string>> headers;
+        bool stored;
+    };
+    const std::vector<row> table{
+        {200, {}, true},
+        {203, {}, true},
+        {404, {}, true},
+        {201, {}, false},
+        {202, {}, false},
+        {403, {}, false},
+        {500, {}, false},
+        {503, {}, false},
+        {201, {{"Cache-Control", "public"}}, true},
+        {403, {{"Cache-Control", "max-age=60"}}, true},
+    };
+    int i = 0;
+    for (const auto& r : table) {
+        const auto target = "/heuristic?s=" + std::to_string(i++);
+        origin_.set_handler([&r](const origin_request&, std::size_t n) {
+            return origin_response{r.status, r.headers, "answer #" + std::to_string(n)};
+        });
+        get(target);
+        EXPECT_EQ(get(target).header("x-cache"), r.stored ? "HIT" : "MISS")
+            << r.status << (r.headers.empty() ? "" : " " + r.headers.front().second);
+    }
+}
+
+// A 404 is wrong as soon as the resource is created: negative answers are kept at
+// most negative_ttl when the route's ttl applies (1 s on this route, 5 min for a 200).
+TEST_F(caching_rules_test, NegativeAnswersGetTheirOwnShortTtl) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        const unsigned status = r.target.find("gone") != std::string::npos  ? 410
+                                : r.target.find("none") != std::string::npos ? 404
+                                                                             : 200;
+        return origin_response{status, {}, "#" + std::to_string(n)};
+    });
+    for (const auto* t : {"/negative/none", "/negative/gone", "/negative/here"}) {
+        get(t);
+        EXPECT_EQ(get(t).header("x-cache"), "HIT") << t;
+    }
+    std::this_thread::sleep_for(1200ms);
+    EXPECT_EQ(get("/negative/none").header("x-cache"), "MISS") << "the 404 outlived negative_ttl";
+    EXPECT_EQ(get("/negative/gone").header("x-cache"), "MISS") << "the 410 outlived negative_ttl";
+    EXPECT_EQ(get("/negative/here").header("x-cache"), "HIT") << "a 200 keeps the route's ttl";
+}
+
+// RFC 9213: on a ttl_from_origin route the targeted fields come first — cachecar's own
+// (Cachecar-Cache-Control, name configurable), then CDN-Cache-Control — and when one is
+// used, Cache-Control and Expires are ignored, so a backend can give the sidecar a TTL
+// different from the browser's.
+TEST_F(caching_rules_test, TargetedCacheControlFieldsComeFirst) {
+    struct row {
+        const char* rule;
+        std::vector<std::pair<std::string, std::string>> headers;
+        bool stored;
+    };
+    const std::vector<row> table{
+        {"CDN-Cache-Control over Cache-Control: no-store",
+         {{"Cache-Control", "no-store"}, {"CDN-Cache-Control", "max-age=600"}}, true},
+        {"CDN-Cache-Control: no-store over Cache-Control: max-age",
+         {{"Cache-Control", "max-age=600"}, {"CDN-Cache-Control", "no-store"}}, false},
+        {"CDN-Cache-Control: private", {{"Cache-Control", "public, max-age=600"}, {"CDN-Cache-Control", "private"}}, false},
+        {"CDN-Cache-Control: max-age=0 (no validator)", {{"Cache-Control", "max-age=600"}, {"CDN-Cache-Control", "max-age=0"}}, false},
+        {"Cachecar-Cache-Control before CDN-Cache-Control",
+         {{"CDN-Cache-Control", "no-store"}, {"Cachecar-Cache-Control", "max-age=600"}}, true},
+        {"Cachecar-Cache-Control: no-store before CDN-Cache-Control",
+         {{"CDN-Cache-Control", "max-age=600"}, {"Cachecar-Cache-Control", "no-store"}}, false},
+        {"an empty targeted field is skipped", {{"CDN-Cache-Control", ""}, {"Cache-Control", "no-store"}}, false},
+        {"targeted: Expires is ignored", {{"CDN-Cache-Control", "must-revalidate"}, {"Expires", "0"}}, true},
+    };
+    int i = 0;
+    for (const auto& r : table) {
+        const auto target = "/origin-ttl?targeted=" + std::to_string(i++);
+        origin_.set_handler([&r](const origin_request&, std::size_t) { return origin_response{200, r.headers, "b"}; });
+        get(target);
+        EXPECT_EQ(get(target).header("x-cache"), r.stored ? "HIT" : "MISS") << r.rule;
+    }
+    // A route that does not take the origin's freshness keeps its own rules.
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        return origin_response{200, {{"CDN-Cache-Control", "no-store"}}, "b"};
+    });
+    get("/items?targeted=1");
+    EXPECT_EQ(get("/items?targeted=1").header("x-cache"), "HIT") << "targeted fields apply with ttl_from_origin only";
+}
+
+TEST_F(caching_rules_test, TheTargetedFieldNameIsConfigurable) {
+    cachecar_->stop();
+    cachecar_.reset();
+    start(routes, "  cache_control_field: Edge-Control\n");
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        if (r.target.find("own") != std::string::npos)
+            return origin_response{200, {{"Cache-Control", "no-store"}, {"Edge-Control", "max-age=600"}}, "b"};
+        return origin_response{200, {{"Cache-Control", "max-age=600"}, {"Cachecar-Cache-Control", "no-store"}}, "b"};
+    });
+    get("/origin-ttl?own=1");
+    EXPECT_EQ(get("/origin-ttl?own=1").header("x-cache"), "HIT") << "the configured field was not read";
+    get("/origin-ttl?default=1");
+    EXPECT_EQ(get("/origin-ttl?default=1").header("x-cache"), "HIT") << "the default name is no longer cachecar's";
+}
+
+// RFC 9211: every response on a cacheable route says what the cache did, in the
+// standard Cache-Status field, beside X-Cache.
+TEST_F(caching_rules_test, CacheStatusSaysWhatTheCacheDid) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        if (r.target.find("nostore") != std::string::npos) return origin_response{200, {{"Cache-Control", "no-store"}}, "b"};
+        if (r.headers.count("if-none-match")) return origin_response{304, {{"Cache-Control", "no-cache"}}, ""};
+        if (r.target.find("/rv") == 0) return origin_response{200, {{"ETag", "\"s\""}, {"Cache-Control", "no-cache"}}, "b"};
+        return origin_response{200, {}, "b"};
+    });
+    EXPECT_EQ(get("/items?cs=1").header("cache-status"), "cachecar; fwd=uri-miss; fwd-status=200; stored");
+    const auto hit = get("/items?cs=1").header("cache-status");
+    ASSERT_EQ(hit.rfind("cachecar; hit; ttl=", 0), 0u) << hit;
+    const long ttl = std::stol(hit.substr(std::string("cachecar; hit; ttl=").size()));
+    EXPECT_GT(ttl, 290);  // the route's 5 minutes, less the moment since the store
+    EXPECT_LE(ttl, 300);
+    EXPECT_EQ(get("/items?cs=nostore").header("cache-status"), "cachecar; fwd=uri-miss; fwd-status=200")
+        << "not stored: no `stored`";
+    EXPECT_EQ(get("/items?cs=2", {{"Cache-Control", "no-store"}}).header("cache-status"),
+              "cachecar; fwd=request; fwd-status=200; detail=no_store");
+    get("/rv?cs=1");
+    const auto revalidated = get("/rv?cs=1").header("cache-status");
+    EXPECT_EQ(revalidated.rfind("cachecar; fwd=stale; fwd-status=304; stored; ttl=", 0), 0u) << revalidated;
+    // A 304 to the client's own validators carries it too.
+    const auto not_modified = get("/items?cs=1", {{"If-None-Match", "*"}});
+    EXPECT_EQ(not_modified.status, 304u);
+    EXPECT_EQ(not_modified.header("cache-status").rfind("cachecar; hit; ttl=", 0), 0u) << not_modified.header("cache-status");
+    // Caches nearer the origin come first in the list (RFC 9211 2): the backend's own
+    // member is kept, cachecar's follows.
+    origin_.set_handler([](const origin_request&, std::size_t) {
+        return origin_response{200, {{"Cache-Status", "app-cache; hit"}}, "b"};
+    });
+    EXPECT_EQ(get("/items?cs=3").header("cache-status"), "app-cache; hit, cachecar; fwd=uri-miss; fwd-status=200; stored");
+}
+
+TEST_F(caching_rules_test, CacheStatusNameAndKeyAreConfigurable) {
+    cachecar_->stop();
+    cachecar_.reset();
+    start(routes, "  cache_status: edge-7\n  cache_status_key: true\n");
+    get("/items?k=1");
+    const auto hit = get("/items?k=1").header("cache-status");
+    EXPECT_EQ(hit.rfind("edge-7; hit; ttl=", 0), 0u) << hit;
+    EXPECT_NE(hit.find("; key=\""), std::string::npos) << "the debug option adds the key";
+    cachecar_->stop();
+    cachecar_.reset();
+    start(routes, "  cache_status: \"\"\n");
+    get("/items?k=2");
+    const auto quiet = get("/items?k=2");
+    EXPECT_EQ(quiet.header("x-cache"), "HIT");
+    EXPECT_EQ(quiet.headers.count("cache-status"), 0u) << "an empty name leaves the field out";
 }
 
 // --- 3. Credentials, for keys and for coalescing ---------------------------------------

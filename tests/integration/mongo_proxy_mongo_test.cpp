@@ -44,6 +44,10 @@ protected:
             "    match: GET /api/v1/short\n"
             "    tiers: [mongo]\n"
             "    ttl: 1s\n"
+            "  - name: revalidate\n"
+            "    match: GET /api/v1/rv\n"
+            "    tiers: [mongo]\n"
+            "    ttl: 5m\n"
             "invalidate:\n"
             "  - match: POST /api/v1/register\n"
             "    purge: [videos]\n"
@@ -85,6 +89,36 @@ TEST_F(mongo_proxy_test, HitIsServedByMongoWithItsTierHeader) {
     EXPECT_EQ(hit.header("x-cache-tier"), "mongo");
     EXPECT_EQ(hit.body, first.body);
     EXPECT_EQ(origin_.count(), 1u);
+}
+
+// RFC 9111 4.3.4 on the MongoDB tier: a 304 freshens the stored document (fields and
+// freshness), so another instance reading MongoDB gets the freshened entry as a hit.
+TEST_F(mongo_proxy_test, A304FreshensTheEntryInMongo) {
+    origin_.set_handler([](const origin_request& r, std::size_t) {
+        if (r.headers.count("if-none-match") && r.headers.at("if-none-match") == "\"m1\"")
+            return origin_response{304, {{"Cache-Control", "max-age=600"}, {"X-Version", "freshened"}}, ""};
+        return origin_response{200, {{"ETag", "\"m1\""}, {"Cache-Control", "no-cache"}, {"X-Version", "first"}}, "mongo body"};
+    });
+    auto a = start_instance();
+    const auto stores = [&](app& x) {
+        return metric(x.admin_port(), R"(cachecar_tier_ops_total{tier="mongo",op="store",outcome="ok"})");
+    };
+    EXPECT_EQ(get(*a, "/api/v1/rv").header("x-cache"), "MISS");
+    ASSERT_TRUE(eventually([&] { return stores(*a) >= 1; }));
+    const auto revalidated = get(*a, "/api/v1/rv");
+    EXPECT_EQ(revalidated.header("x-cache"), "HIT");
+    EXPECT_EQ(revalidated.header("x-cache-tier"), "mongo");
+    EXPECT_EQ(revalidated.body, "mongo body");
+    EXPECT_EQ(revalidated.header("x-version"), "freshened");
+    ASSERT_EQ(origin_.count(), 2u);
+    EXPECT_EQ(origin_.requests().back().headers.count("if-none-match"), 1u);
+    ASSERT_TRUE(eventually([&] { return stores(*a) >= 2; })) << "the freshened entry was not written back";
+    auto b = start_instance();
+    const auto hit = get(*b, "/api/v1/rv");
+    EXPECT_EQ(hit.header("x-cache"), "HIT") << "another instance did not find the freshened entry in MongoDB";
+    EXPECT_EQ(hit.header("x-version"), "freshened");
+    EXPECT_EQ(hit.body, "mongo body");
+    EXPECT_EQ(origin_.count(), 2u);
 }
 
 TEST_F(mongo_proxy_test, WriteRoutePurgesThroughMongoGenerations) {

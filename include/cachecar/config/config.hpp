@@ -43,6 +43,14 @@ struct server_config {
     std::string upstream_host;          // Host sent upstream; "" = the client's (then part of every key)
     bool underscores_in_headers = false;  // false: fields with '_' in their name are dropped (nginx's default)
     bool method_override = false;         // true: POST + X-HTTP-Method-Override is routed as that method
+    // cachecar's own targeted Cache-Control field (RFC 9213): on ttl_from_origin routes
+    // it is read first, then CDN-Cache-Control, then Cache-Control.
+    std::string cache_control_field = "Cachecar-Cache-Control";
+    // The cache's name in the Cache-Status field (RFC 9211) of every response on a
+    // cacheable route; "" leaves the field out. cache_status_key adds the entry's key
+    // (a debug aid: it names credentials' hashes and the route's key fields).
+    std::string cache_status = "cachecar";
+    bool cache_status_key = false;
 };
 
 struct limits_config {
@@ -98,6 +106,14 @@ struct route_config {
     duration stale_if_error{0};
     duration stale_while_revalidate{0};
     bool ttl_from_origin = false;
+    // The most a 404 or 410 is kept when the route's ttl applies (the backend gave no
+    // freshness of its own): a negative answer is wrong as soon as the resource is
+    // created, often by a write whose invalidate rule cannot name it.
+    duration negative_ttl = std::chrono::seconds(10);
+    // Derived, not YAML: the targeted Cache-Control fields this route reads before
+    // Cache-Control, in order (RFC 9213): with ttl_from_origin, server.cache_control_field
+    // and CDN-Cache-Control; else none.
+    std::vector<std::string> cache_control_fields;
     std::vector<std::string> credential_headers;  // added to Authorization, Cookie, X-API-Key
     std::vector<std::string> strip_headers;
     // Query parameters removed before forwarding (so neither keyed nor seen by the

@@ -39,6 +39,22 @@ std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view text);
 std::chrono::seconds initial_age(const beast::http::fields& fields, std::chrono::system_clock::time_point response_time,
                                  std::chrono::seconds response_delay = std::chrono::seconds(0));
 
+// The cache directives that govern a response (RFC 9213 2.2): the first of `targeted`
+// (field names, in order) present with a non-empty value, else Cache-Control. When a
+// targeted field is used, Cache-Control and Expires are ignored.
+struct response_directives {
+    std::string list;
+    bool targeted = false;
+};
+template <class Fields>
+response_directives directives_of(const Fields& fields, const std::vector<std::string>& targeted) {
+    for (const auto& name : targeted) {
+        auto value = list_value(fields, name);
+        if (!value.empty()) return {std::move(value), true};
+    }
+    return {list_value(fields, "cache-control"), false};
+}
+
 // The freshness a shared cache may still give this response when received at
 // `response_time` (RFC 9111 4.2.1): s-maxage, else max-age, else Expires minus Date,
 // less its initial_age(). nullopt when the origin says nothing. Never negative, at most
@@ -46,6 +62,11 @@ std::chrono::seconds initial_age(const beast::http::fields& fields, std::chrono:
 std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields,
                                                      std::chrono::system_clock::time_point response_time =
                                                          std::chrono::system_clock::now());
+// The same from the directives that govern the response (directives_of): targeted
+// directives give the lifetime alone, without Expires.
+std::optional<std::chrono::seconds> origin_freshness(const beast::http::fields& fields,
+                                                     std::chrono::system_clock::time_point response_time,
+                                                     const response_directives& directives);
 
 // Whether a request's validators match a stored response (RFC 9110 13.1.2, 13.1.3,
 // evaluated in the order of 13.2.2): If-None-Match (weak comparison; "*" matches)

@@ -95,17 +95,19 @@ private:
 
     // Sends the prepared request upstream (forward.cpp): its body streamed from the
     // client, or the one read in; interim responses relayed to the client. Counts the
-    // outcome; `seconds` is the time to the response head.
+    // outcome; `seconds` is the time to the response head. With `validate`, the request
+    // is made conditional on that stored response's validators.
     net::awaitable<result<std::unique_ptr<http::upstream_exchange>>> open_upstream(
-        http::inbound& in, const snapshot& snap, const route::compiled_route* route, double& seconds);
+        http::inbound& in, const snapshot& snap, const route::compiled_route* route, double& seconds,
+        const cache::entry* validate = nullptr);
     // The reply for a failed exchange: 502/504 for the backend, 413/400 for the client's body.
     http::reply failure_reply(const error_code& ec, std::string_view x_cache);
 
     // stale-while-revalidate: refreshes `entry_key` in the background, at most one
-    // refresh per key at a time.
+    // refresh per key at a time; conditionally when `stale` has a validator.
     void start_refresh(const http::request& req, const http::connection_info& conn, snapshot_ptr snap,
                        const route::compiled_route* route, std::string key, std::string entry_key,
-                       std::vector<std::string> categories, bool credentialed);
+                       std::vector<std::string> categories, bool credentialed, cache::entry_ptr stale);
 
     // Hit-for-miss (Varnish's): a key whose last response could not be stored is not
     // coalesced for a short while, so requests are not queued behind fetches that will
