@@ -129,31 +129,9 @@ http::reply reply_from_upstream(const bh::response_header<>& head, std::unique_p
     auto& out = o->head;
     const auto status = head.result_int();
     status_line(out, status, head.reason());
-    // Hop-by-hop fields, and those the backend names in Connection, are for its hop only.
-    std::vector<std::string_view> hop_named;
-    for_each_line(head, "connection", [&](std::string_view line) {
-        for_each_list_item(line, [&](std::string_view name) { hop_named.push_back(name); });
-    });
-    for (const auto& f : head) {
-        switch (f.name()) {
-        case bh::field::connection:
-        case bh::field::keep_alive:
-        case bh::field::proxy_connection:
-        case bh::field::te:
-        case bh::field::trailer:
-        case bh::field::transfer_encoding:
-        case bh::field::upgrade:
-        case bh::field::content_length:
-        case bh::field::via:
-            continue;
-        default:
-            break;
-        }
-        if (same_field_name(f.name_string(), "x-cache")) continue;
-        if (std::any_of(hop_named.begin(), hop_named.end(), [&](std::string_view n) { return same_field_name(n, f.name_string()); }))
-            continue;
+    for_each_end_to_end_field(head, [&](const auto& f) {
         out.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
-    }
+    });
     out += "Via: 1.1 cachecar\r\n";
     if (!x_cache.empty()) out.append("X-Cache: ").append(x_cache).append("\r\n");
     append_cache_status(out, cs, nullptr);

@@ -61,36 +61,13 @@ std::string_view not_storable_reason(const route::compiled_route& route, bool cr
 
 namespace {
 
-// Calls f(field) for each field of `res` a cache keeps: end-to-end ones only (not
-// hop-by-hop, nor named in Connection: RFC 9110 7.6.1, so never replayed on a hit),
-// and none that is recomputed for every hit (Content-Length, Age, Via, X-Cache).
+// The fields a cache keeps of a response: its end-to-end ones, less Age (recomputed
+// for every hit from the entry's own age).
 template <class F>
 void for_each_stored_field(const bh::response_header<>& res, F&& f) {
-    std::vector<std::string> hop_named;
-    for_each_line(res, "connection", [&](std::string_view line) {
-        for_each_list_item(line, [&](std::string_view name) { hop_named.emplace_back(name); });
+    for_each_end_to_end_field(res, [&](const auto& field) {
+        if (field.name() != bh::field::age) f(field);
     });
-    for (const auto& field : res) {
-        if (std::any_of(hop_named.begin(), hop_named.end(),
-                        [&](const std::string& n) { return same_field_name(n, field.name_string()); }))
-            continue;
-        switch (field.name()) {
-        case bh::field::connection:
-        case bh::field::keep_alive:
-        case bh::field::proxy_connection:
-        case bh::field::te:
-        case bh::field::trailer:
-        case bh::field::transfer_encoding:
-        case bh::field::upgrade:
-        case bh::field::content_length:
-        case bh::field::age:
-        case bh::field::via:
-            continue;  // recomputed per hit, or hop-by-hop
-        default:
-            if (same_field_name(field.name_string(), "x-cache")) continue;
-            f(field);
-        }
-    }
 }
 
 bool has_validator(const cache::header_block& fields) {
@@ -129,6 +106,23 @@ bh::response_header<> freshened_head(const cache::entry& stored, const bh::respo
     // it gave one, replaced the stored Date above).
     if (auto age = single_value(not_modified, "age")) out.set(bh::field::age, *age);
     return out;
+}
+
+handler::store_plan make_plan(snapshot_ptr snap, const route::compiled_route& route, const std::string& key,
+                              const request& req, const bh::response_header<>& head,
+                              std::vector<cache::category_stamp> stamps) {
+    const bool alias = snap->cfg.server.underscores_in_headers;
+    handler::store_plan plan;
+    plan.snap = std::move(snap);
+    plan.route = &route;
+    plan.key = key;
+    plan.vary = vary_names(list_value(head, "vary"));
+    if (!plan.vary.empty()) {
+        plan.variant = variant_fingerprint(plan.vary, req, alias);
+        plan.variant_key = variant_key(key, plan.vary, req, alias);
+    }
+    plan.entry = make_entry(head, route, std::move(stamps));
+    return plan;
 }
 
 std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
@@ -355,16 +349,7 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
         // The stored response, its fields freshened by the 304's (RFC 9111 4.3.4),
         // stamped with the generations noted before asking: a purge meanwhile wins.
         const auto merged = freshened_head(*validating, head);
-        auto plan = store_plan{};
-        plan.snap = r.snap_ptr;
-        plan.route = &r.route;
-        plan.key = r.key;
-        plan.vary = vary_names(list_value(merged, "vary"));
-        if (!plan.vary.empty()) {
-            plan.variant = variant_fingerprint(plan.vary, r.req, alias);
-            plan.variant_key = variant_key(r.key, plan.vary, r.req, alias);
-        }
-        plan.entry = make_entry(merged, r.route, cache::make_stamps(r.categories, *generations));
+        auto plan = make_plan(r.snap_ptr, r.route, r.key, r.req, merged, cache::make_stamps(r.categories, *generations));
         const auto reason =
             not_storable_reason(r.route, r.credentialed, merged, validating->body.size(), limits.max_object_bytes);
         cache::entry_ptr served;
@@ -417,16 +402,7 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
     }
     const auto stored_status = "; fwd-status=" + std::to_string(status) + "; stored";
 
-    store_plan plan;
-    plan.snap = r.snap_ptr;
-    plan.route = &r.route;
-    plan.key = r.key;
-    plan.vary = vary_names(list_value(head, "vary"));
-    if (!plan.vary.empty()) {
-        plan.variant = variant_fingerprint(plan.vary, r.req, alias);
-        plan.variant_key = variant_key(r.key, plan.vary, r.req, alias);
-    }
-    plan.entry = make_entry(head, r.route, cache::make_stamps(r.categories, *generations));
+    auto plan = make_plan(r.snap_ptr, r.route, r.key, r.req, head, cache::make_stamps(r.categories, *generations));
     // The client's validators were not forwarded (so the response can be stored); a
     // match is answered here, with a 304.
     const bool answer_304 = status == 200 && not_modified(r.req, single_value(head, "etag").value_or(""),

@@ -57,15 +57,7 @@ void handler::start_refresh(const request& req, const http::connection_info& con
             const auto head = not_modified ? freshened_head(*stale, sent->base()) : sent->base();
             std::string body = not_modified ? stale->body : std::move(sent->body());
             if (!not_storable_reason(*route, credentialed, head, body.size(), max).empty()) co_return;
-            const bool alias = snap->cfg.server.underscores_in_headers;
-            store_plan plan;
-            plan.snap = snap;
-            plan.route = route;
-            plan.key = key;
-            plan.vary = vary_names(list_value(head, "vary"));
-            if (!plan.vary.empty()) plan.variant_key = variant_key(key, plan.vary, req, alias);
-            plan.entry = make_entry(head, *route, cache::make_stamps(categories, *generations));
-            store(std::move(plan), std::move(body));
+            store(make_plan(snap, *route, key, req, head, cache::make_stamps(categories, *generations)), std::move(body));
             metrics_.get("cachecar_revalidations_total", {{"route", route->cfg.name}})++;
         },
         net::detached);

@@ -9,6 +9,7 @@
 #include <cachecar/proxy/http_names.hpp>
 #include <cachecar/proxy/routing.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -81,6 +82,39 @@ struct handler::store_plan {
     std::shared_ptr<cache::entry> entry;   // made from the head; the body is added at the end
 };
 
+// Calls f(field) for each field of a backend's response that goes beyond its hop: not
+// hop-by-hop, not named in its Connection (RFC 9110 7.6.1), and none cachecar writes
+// itself (framing, Via, X-Cache). The reply to the client relays them; the store keeps
+// them less Age (fill.cpp).
+template <class F>
+void for_each_end_to_end_field(const bh::response_header<>& res, F&& f) {
+    std::vector<std::string_view> hop_named;
+    for_each_line(res, "connection", [&](std::string_view line) {
+        for_each_list_item(line, [&](std::string_view name) { hop_named.push_back(name); });
+    });
+    for (const auto& field : res) {
+        switch (field.name()) {
+        case bh::field::connection:
+        case bh::field::keep_alive:
+        case bh::field::proxy_connection:
+        case bh::field::te:
+        case bh::field::trailer:
+        case bh::field::transfer_encoding:
+        case bh::field::upgrade:
+        case bh::field::content_length:
+        case bh::field::via:
+            continue;
+        default:
+            break;
+        }
+        if (same_field_name(field.name_string(), "x-cache")) continue;
+        if (std::any_of(hop_named.begin(), hop_named.end(),
+                        [&](std::string_view n) { return same_field_name(n, field.name_string()); }))
+            continue;
+        f(field);
+    }
+}
+
 // ---- deliver.cpp -------------------------------------------------------------------
 
 
@@ -116,6 +150,11 @@ bool heuristically_cacheable(unsigned status);
 std::string_view not_storable_reason(const route::compiled_route& route, bool credentialed,
                                      const bh::response_header<>& res, std::optional<std::uint64_t> size,
                                      std::size_t max_object_bytes);
+// What a fill stores for `head` under `key` (its variant key when the head varies),
+// stamped with `stamps`; the body is given to store() when it has arrived.
+handler::store_plan make_plan(snapshot_ptr snap, const route::compiled_route& route, const std::string& key,
+                              const request& req, const bh::response_header<>& head,
+                              std::vector<cache::category_stamp> stamps);
 // An entry from a response head (the body is added when it has arrived).
 std::shared_ptr<cache::entry> make_entry(const bh::response_header<>& res, const route::compiled_route& route,
                                          std::vector<cache::category_stamp> stamps);

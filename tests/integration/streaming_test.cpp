@@ -461,7 +461,7 @@ TEST_F(streaming_test, H2cUpgradesAreNeverOfferedToTheBackend) {
             << c.received();
         EXPECT_EQ(c.received().rfind("HTTP/1.1 200", 0), 0u) << c.received();
         ASSERT_EQ(origin_.count(), before + 1);
-        const auto& got = origin_.requests().back();
+        const auto got = origin_.requests().back();  // a copy: requests() returns one
         EXPECT_EQ(got.headers.count("upgrade"), 0u) << "h2c was offered to the backend";
         EXPECT_EQ(got.headers.count("http2-settings"), 0u);
         // Still an HTTP/1.1 connection of cachecar's: a second request is answered.
