@@ -18,6 +18,7 @@ HIT_PATH=/api/v1/videos        # fixed 1 KiB JSON body
 LARGE_PATH=/api/v1/large       # fixed 64 KiB JSON body
 ITEMS_PREFIX=/api/v1/items/    # /api/v1/items/<anything>: 200, a small distinct body
 WRITE_PATH=/api/v1/items       # POST: 200
+REVAL_PATH=/api/v1/revalidated # the 1 KiB body as a file: ETag, Cache-Control: no-cache, 304 to If-None-Match
 BODY_BYTES=1024
 LARGE_BYTES=65536
 
@@ -310,6 +311,7 @@ start_origin() {
   BODY=$(make_body "$BODY_BYTES")
   mkdir -p "$WORK/origin"
   make_body "$LARGE_BYTES" >"$WORK/origin/large.json"
+  printf '%s' "$BODY" >"$WORK/origin/reval.json"
   {
     nginx_common "$WORK/origin"
     cat <<EOF
@@ -322,6 +324,9 @@ $(nginx_http_common "$WORK/origin")
     default_type application/json;
     location = $HIT_PATH { return 200 '$BODY'; }
     location = $LARGE_PATH { alias $WORK/origin/large.json; }
+    # Must be revalidated before every reuse: a cache asks with If-None-Match and nginx
+    # answers 304 (its not_modified filter) without the body.
+    location = $REVAL_PATH { alias $WORK/origin/reval.json; add_header Cache-Control no-cache; }
     # Any key: every miss in the mix and miss scenarios is a new URL.
     location $ITEMS_PREFIX { return 200 '{"item":"\$uri","stored":true}'; }
     # The write route (return answers any method, POST included).
@@ -444,6 +449,10 @@ routes:
     tiers: [$tier]
     ttl: 1h
     categories: [videos]
+  - name: revalidated
+    match: GET $REVAL_PATH
+    tiers: [$tier]
+    ttl: 1h
   - name: items
     match: GET ${ITEMS_PREFIX}{id}
     tiers: [$tier]

@@ -8,7 +8,7 @@
 #   --build  rebuild build-bench/ first (it is built anyway when a binary is missing)
 #   --quick  DURATION=2 ROUNDS=1: a smoke test of the harness, not a measurement
 #   env: DURATION=10 (s per wrk run)  ROUNDS=3  CONNECTIONS=64  SERVER_CPU=0  CLIENT_CPU=1
-#        SCENARIOS="hit1k hit64k mix miss purge"  SERVERS="cachecar-memory cachecar-redis
+#        SCENARIOS="hit1k hit64k mix miss purge reval"  SERVERS="cachecar-memory cachecar-redis
 #        cachecar-mongo nginx varnish srcache"  KEEP_TMP=1 (keep the temp dir)
 #        CACHECAR_BIN=build-bench/cachecar  MONGO_TEST_SERVER_BIN=build-bench/tests/...
 # Writes bench/out/latest.{md,csv,png}. See bench/README.md.
@@ -31,7 +31,7 @@ done
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
-ALL_SCENARIOS=(hit1k hit64k mix miss purge)
+ALL_SCENARIOS=(hit1k hit64k mix miss purge reval)
 ALL_SERVERS=(cachecar-memory cachecar-redis cachecar-mongo nginx varnish srcache)
 read -r -a SCEN_LIST <<<"${SCENARIOS:-${ALL_SCENARIOS[*]}}"
 read -r -a SERVER_LIST <<<"${SERVERS:-${ALL_SERVERS[*]}}"
@@ -252,13 +252,15 @@ run_one() {
     hit64k) mode=hit path=$LARGE_PATH ;;
     mix) mode=mix ;;
     miss) mode=miss ;;
+    reval) mode=hit path=$REVAL_PATH ;;  # each a HIT whose freshness a 304 renewed
   esac
   [[ $name == cachecar-mongo ]] && restart_mongo_case
   [[ $mode == miss || $name == direct ]] || prime "$name" "$path"
   server_alive "$name"
   log "round $round/$ROUNDS $scen: $name (${DURATION}s, $CONNECTIONS connections)"
-  local origin0 origin1
+  local origin0 origin1 validated0=0 validated1=0
   origin0=$(origin_requests)
+  [[ $scen == reval ]] && validated0=$(validations "$name")
   if [[ $scen == purge ]]; then
     : >"$purge_file"
     purge_loop "$name" "$purge_file" &
@@ -272,6 +274,7 @@ run_one() {
   [[ -n $purger ]] && stop_pid "$purger"
   origin1=$(origin_settled)
   server_alive "$name"
+  [[ $scen == reval ]] && validated1=$(validations "$name")
 
   local rps p50 p99 chk total non200 hit miss none other tier_bad n_origin=$((origin1 - origin0))
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -322,6 +325,14 @@ run_one() {
         ((n_origin >= miss && n_origin <= miss + inflight)) ||
           bad+="origin saw $n_origin requests for $miss misses; "
       fi ;;
+    reval)
+      # Every answer a HIT confirmed by the origin: each origin request a conditional one
+      # answered 304 (the body never crossed again), shared by the requests that came
+      # while it was on its way (coalescing), so fewer origin requests than answers.
+      ((hit == total)) || bad+="$((total - hit)) of $total responses not HIT; "
+      ((n_origin > 0)) || bad+="the origin saw no revalidation; "
+      ((validated1 - validated0 >= n_origin - inflight)) ||
+        bad+="only $((validated1 - validated0)) of $n_origin origin requests were 304 revalidations; " ;;
     purge)
       ((hit + miss + other == total)) || bad+="responses without a cache header; "
       ((purges > 0)) || bad+="no purge succeeded; "
@@ -347,12 +358,19 @@ run_one() {
   log "  $rps req/s, p50 $p50 ms, p99 $p99 ms; $total responses: hit $hit, miss $miss, other $other; origin $n_origin${purger:+; $purges purges}"
 }
 
+# validations NAME: the revalidations a cachecar instance answered with a 304.
+validations() {
+  curl -s "${ADMIN_OF[$1]}/metrics" |
+    awk '/^cachecar_validations_total\{route="revalidated",outcome="not_modified"\}/ {n += $2} END {print n + 0}'
+}
+
 # servers_for SCENARIO: the servers measured in it (direct only for misses; purges only
-# where the server can purge).
+# where the server can purge; revalidations on cachecar, whose every hit is one).
 servers_for() {
   local s
   for s in "${SERVER_LIST[@]}"; do
     [[ $1 == purge ]] && ! can_purge "$s" && continue
+    [[ $1 == reval && $s != cachecar-* ]] && continue
     echo "$s"
   done
   [[ $1 == miss ]] && echo direct
@@ -389,7 +407,8 @@ med() { [[ -n ${1// /} ]] && median "$1" || echo "n/a"; }
 fmt_int() { [[ $1 == n/a ]] && echo n/a || printf "%.0f" "$1"; }
 
 declare -A SCEN_TITLE=([hit1k]="hits, 1 KiB" [hit64k]="hits, 64 KiB" [mix]="90/10 hit/miss"
-                       [miss]="misses only" [purge]="hits + purge every 100 ms")
+                       [miss]="misses only" [purge]="hits + purge every 100 ms"
+                       [reval]="revalidated hits (304), 1 KiB")
 versions() {
   local nv vv mv rv cv
   nv=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')

@@ -306,6 +306,14 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
             if (shared && shared->stored &&
                 (shared->vary.empty() || variant_fingerprint(shared->vary, r.req, alias) == shared->variant)) {
                 metrics_.get("cachecar_coalesced_total", {{"route", r.route.cfg.name}})++;
+                if (shared->revalidated) {
+                    // Behind a revalidation: the stored entry, confirmed by the backend.
+                    r.count(stats::request_result::hit);
+                    r.reply = reply_from_entry(r.req, shared->stored, "HIT", shared->tier, r.head, r.in.scratch,
+                                               r.status("stale", "; fwd-status=304; collapsed"));
+                    r.reply.access = {r.route.cfg.name, "revalidated", shared->tier, 0.0};
+                    co_return step::done;
+                }
                 r.count(stats::request_result::miss);
                 r.reply = reply_from_entry(r.req, shared->stored, "MISS", {}, r.head, r.in.scratch,
                                            r.status(r.fwd_reason(), "; collapsed"));
@@ -358,6 +366,8 @@ net::awaitable<step> handler::fill(cacheable_request& r) {
             shared->vary = plan.vary;
             shared->variant = plan.variant;
             shared->upstream_seconds = seconds;
+            shared->revalidated = true;
+            shared->tier = config::to_string(r.found.expired_from);
             shared->stored = served = store(std::move(plan), validating->body);
             ticket.publish(std::move(shared));
         } else {

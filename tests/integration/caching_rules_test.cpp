@@ -428,6 +428,28 @@ TEST_F(caching_rules_test, A200ToARevalidationReplacesTheEntry) {
     EXPECT_EQ(again.header("x-cache"), "HIT");
 }
 
+// Concurrent requests for an entry being revalidated wait for that one conditional
+// request and are answered from the confirmed entry, as hits (the body comes from the
+// cache, the backend said 304 once for all of them).
+TEST_F(caching_rules_test, RequestsBehindARevalidationShareItsAnswer) {
+    origin_.set_handler([](const origin_request& r, std::size_t n) {
+        if (r.headers.count("if-none-match"))
+            return origin_response{304, {{"ETag", "\"c\""}, {"Cache-Control", "no-cache"}}, "", 300ms};
+        return origin_response{200, {{"ETag", "\"c\""}, {"Cache-Control", "no-cache"}}, "shared #" + std::to_string(n)};
+    });
+    get("/rv?collapse=1");
+    std::vector<client_response> answers(6);
+    std::vector<std::thread> clients;
+    for (auto& a : answers) clients.emplace_back([&] { a = get("/rv?collapse=1"); });
+    for (auto& c : clients) c.join();
+    for (const auto& a : answers) {
+        EXPECT_EQ(a.body, "shared #1");
+        EXPECT_EQ(a.header("x-cache"), "HIT");
+        EXPECT_EQ(a.header("x-cache-tier"), "memory");
+    }
+    EXPECT_LE(origin_.count("/rv"), 3u) << "each waiting request revalidated for itself";
+}
+
 // Purges stay exact: a purge that lands while a revalidation is on its way must win;
 // the 304 that comes back after it must not bring the purged entry back to life.
 TEST_F(caching_rules_test, APurgeDuringARevalidationWins) {

@@ -50,6 +50,10 @@ struct fill_result {
     std::vector<std::string> vary;  // the response's Vary names (lower-case), if any
     std::string variant;            // the fingerprint of the leader's request for them
     double upstream_seconds = 0;
+    // `stored` is an entry a 304 freshened (not a new response): followers answer from
+    // it as the leader did, a hit from the cache (`tier`), not a miss.
+    bool revalidated = false;
+    std::string_view tier;
     // Neither: the response is not for sharing (not storable, too large, a 5xx);
     // followers fetch for themselves.
 };
