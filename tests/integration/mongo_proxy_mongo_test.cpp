@@ -5,6 +5,7 @@
 #include "support/mongo_target.hpp"
 #include "support/proxy_fixture.hpp"
 
+#include <atomic>
 #include <thread>
 
 namespace cachecar::test {
@@ -119,6 +120,49 @@ TEST_F(mongo_proxy_test, A304FreshensTheEntryInMongo) {
     EXPECT_EQ(hit.header("x-version"), "freshened");
     EXPECT_EQ(hit.body, "mongo body");
     EXPECT_EQ(origin_.count(), 2u);
+}
+
+// A purge that lands while a revalidation is on its way wins on the MongoDB tier too:
+// the late 304 is stamped with the generation it started under, so the purged entry
+// is never freshened back to life for any instance.
+TEST_F(mongo_proxy_test, APurgeDuringARevalidationWinsInMongo) {
+    std::atomic<bool> conditional_seen{false};
+    origin_.set_handler([&](const origin_request& r, std::size_t n) {
+        if (r.method == "POST") return origin_response{200, {}, "written"};
+        if (r.headers.count("if-none-match")) {
+            conditional_seen = true;
+            return origin_response{304, {{"Cache-Control", "max-age=600"}}, "", 1500ms};
+        }
+        return origin_response{200, {{"ETag", "\"p\""}, {"Cache-Control", "no-cache"}}, "read #" + std::to_string(n)};
+    });
+    auto a = start_instance();
+    auto b = start_instance();
+    EXPECT_EQ(get(*a, "/api/v1/rv").body, "read #1");
+    ASSERT_TRUE(eventually([&] {
+        return metric(a->admin_port(), R"(cachecar_tier_ops_total{tier="mongo",op="store",outcome="ok"})") >= 1;
+    }));
+    std::atomic<bool> answered{false};
+    std::thread reader([&] {
+        get(*a, "/api/v1/rv");
+        answered = true;
+    });
+    ASSERT_TRUE(eventually([&] { return conditional_seen.load(); }));
+    // Purge everything through the other instance (POST /purge on its admin API).
+    EXPECT_EQ(http_request(b->admin_port(), "POST", "/purge", {{"Content-Type", "application/json"}}, "{\"all\":true}").status,
+              200u);
+    const bool purge_first = !answered.load();
+    reader.join();
+    ASSERT_TRUE(purge_first) << "the purge did not land during the revalidation; the test proves nothing";
+    origin_.set_handler([](const origin_request&, std::size_t n) {
+        return origin_response{200, {{"Cache-Control", "no-store"}}, "after #" + std::to_string(n)};
+    });
+    for (auto* instance : {a.get(), b.get()}) {
+        const auto before = origin_.count();
+        const auto after = get(*instance, "/api/v1/rv");
+        EXPECT_EQ(after.header("x-cache"), "MISS") << "a purged entry was revalidated back to life";
+        EXPECT_EQ(origin_.count(), before + 1);
+        EXPECT_EQ(origin_.requests().back().headers.count("if-none-match"), 0u);
+    }
 }
 
 TEST_F(mongo_proxy_test, WriteRoutePurgesThroughMongoGenerations) {
