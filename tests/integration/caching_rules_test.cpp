@@ -454,15 +454,8 @@ TEST_F(caching_rules_test, RequestsBehindARevalidationShareItsAnswer) {
 // the 304 that comes back after it must not bring the purged entry back to life.
 TEST_F(caching_rules_test, APurgeDuringARevalidationWins) {
     std::atomic<bool> conditional_seen{false};
-    origin_.set_handler([&](const origin_request& r, std::size_t n) {
-        if (r.method == "POST") return origin_response{200, {}, "written"};
-        if (r.headers.count("if-none-match")) {
-            conditional_seen = true;
-            // Answered late: the write below lands meanwhile.
-            return origin_response{304, {{"ETag", "\"old\""}, {"Cache-Control", "max-age=600"}}, "", 1500ms};
-        }
-        return origin_response{200, {{"ETag", "\"old\""}, {"Cache-Control", "no-cache"}}, "read #" + std::to_string(n)};
-    });
+    // The 304 comes late: the write below lands meanwhile.
+    origin_.set_handler(slow_revalidation_origin(conditional_seen, 1500ms));
     EXPECT_EQ(get("/rv?race=1").body, "read #1");
     std::atomic<bool> revalidated{false};
     client_response during;

@@ -79,14 +79,7 @@ TEST_P(revalidation_redis_test, A304FreshensTheEntryForEveryInstance) {
 
 TEST_P(revalidation_redis_test, APurgeDuringARevalidationWinsOnEveryInstance) {
     std::atomic<bool> conditional_seen{false};
-    origin_.set_handler([&](const origin_request& r, std::size_t n) {
-        if (r.method == "POST") return origin_response{200, {}, "written"};
-        if (r.headers.count("if-none-match")) {
-            conditional_seen = true;
-            return origin_response{304, {{"Cache-Control", "max-age=600"}}, "", 1500ms};
-        }
-        return origin_response{200, {{"ETag", "\"p\""}, {"Cache-Control", "no-cache"}}, "read #" + std::to_string(n)};
-    });
+    origin_.set_handler(slow_revalidation_origin(conditional_seen, 1500ms));
     auto a = start_instance();
     auto b = start_instance();
     EXPECT_EQ(http_get(a->port(), "/rv").body, "read #1");

@@ -47,6 +47,14 @@ protected:
     static std::string get_request(const std::string& target, const std::string& extra = {}) {
         return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
     }
+    // The origin accepts every WebSocket upgrade and echoes each message.
+    void echo_websockets() {
+        origin_.set_handler([](const origin_request&, std::size_t) {
+            origin_response out;
+            out.websocket_echo = true;
+            return out;
+        });
+    }
     static std::size_t head_end(const std::string& s) {
         const auto e = s.find("\r\n\r\n");
         return e == std::string::npos ? std::string::npos : e + 4;
@@ -344,11 +352,7 @@ TEST_F(streaming_test, ExpectContinueIsAnsweredBeforeTheBody) {
 // --- upgrades -------------------------------------------------------------------------------
 
 TEST_F(streaming_test, WebSocketsWorkThroughATunnel) {
-    origin_.set_handler([](const origin_request&, std::size_t) {
-        origin_response out;
-        out.websocket_echo = true;
-        return out;
-    });
+    echo_websockets();
     net::io_context io;
     beast::websocket::stream<beast::tcp_stream> ws(io);
     ws.next_layer().connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
@@ -374,11 +378,7 @@ TEST_F(streaming_test, WebSocketsWorkThroughATunnel) {
 }
 
 TEST_F(streaming_test, AnIdleTunnelIsClosedAfterItsTimeout) {
-    origin_.set_handler([](const origin_request&, std::size_t) {
-        origin_response out;
-        out.websocket_echo = true;
-        return out;
-    });
+    echo_websockets();
     raw_connection c(port());
     ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
@@ -401,11 +401,7 @@ limits:
   drain_timeout: 500ms
 routes: []
 )");
-    origin_.set_handler([](const origin_request&, std::size_t) {
-        origin_response out;
-        out.websocket_echo = true;
-        return out;
-    });
+    echo_websockets();
     net::io_context io;
     beast::websocket::stream<beast::tcp_stream> ws(io);
     ws.next_layer().connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
@@ -474,11 +470,7 @@ TEST_F(streaming_test, H2cUpgradesAreNeverOfferedToTheBackend) {
 
 // Another protocol offered next to h2c is still tunnelled, without h2c.
 TEST_F(streaming_test, OnlyH2cIsRemovedFromAnUpgradeList) {
-    origin_.set_handler([](const origin_request&, std::size_t) {
-        origin_response out;
-        out.websocket_echo = true;
-        return out;
-    });
+    echo_websockets();
     raw_connection c(port());
     ASSERT_TRUE(c.send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));

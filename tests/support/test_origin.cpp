@@ -412,4 +412,16 @@ void test_origin::reset_counts() {
     impl_->seen.clear();
 }
 
+std::function<origin_response(const origin_request&, std::size_t)> slow_revalidation_origin(
+    std::atomic<bool>& conditional_seen, std::chrono::milliseconds delay) {
+    return [&conditional_seen, delay](const origin_request& r, std::size_t n) {
+        if (r.method == "POST") return origin_response{200, {}, "written"};
+        if (r.headers.count("if-none-match")) {
+            conditional_seen = true;
+            return origin_response{304, {{"Cache-Control", "max-age=600"}}, "", delay};
+        }
+        return origin_response{200, {{"ETag", "\"p\""}, {"Cache-Control", "no-cache"}}, "read #" + std::to_string(n)};
+    };
+}
+
 }  // namespace cachecar::test

@@ -10,6 +10,7 @@
 // - a backend that is down: stop() (connections refused) and restart() on the same port.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -79,6 +80,13 @@ struct origin_response {
 
 // Byte i of a generated body.
 inline char generated_byte(std::uint64_t i) { return static_cast<char>('a' + (i * 7 + i / 4096) % 26); }
+
+// A backend for "a purge lands during a revalidation" tests: GETs get 200 "read #N" with
+// ETag "p" and Cache-Control: no-cache (so every reuse is revalidated); a conditional GET
+// sets `conditional_seen` and is answered 304 (fresh for 10 minutes) only after `delay`,
+// leaving the test time to purge; POSTs (the writes that purge) get 200.
+std::function<origin_response(const origin_request&, std::size_t)> slow_revalidation_origin(
+    std::atomic<bool>& conditional_seen, std::chrono::milliseconds delay);
 
 class test_origin {
 public:
