@@ -1,9 +1,9 @@
 // YAML -> validated config. The loader keeps going after a problem so that one
 // `cachecar --check` run lists every mistake in the file, each with its position.
 #include <cachecar/config/config.hpp>
-#include <cachecar/util/ascii.hpp>
 #include <cachecar/route/pattern.hpp>
 #include <cachecar/util/address.hpp>
+#include <cachecar/util/ascii.hpp>
 
 #include "env_expand.hpp"
 

@@ -6,9 +6,10 @@
 
 namespace cachecar::proxy {
 
-void append_cache_status(std::string& out, const cache_status& cs, const cache::entry* e) {
-    if (cs.name.empty()) return;
-    out += "Cache-Status: ";
+namespace {
+
+// The Cache-Status value (RFC 9211) alone, appended to `out`.
+void append_cache_status_value(std::string& out, const cache_status& cs, const cache::entry* e) {
     out += cs.name;
     if (cs.fwd.empty()) {
         out += "; hit";
@@ -30,6 +31,14 @@ void append_cache_status(std::string& out, const cache_status& cs, const cache::
         }
         out += '"';
     }
+}
+
+}  // namespace
+
+void append_cache_status(std::string& out, const cache_status& cs, const cache::entry* e) {
+    if (cs.name.empty()) return;
+    out += "Cache-Status: ";
+    append_cache_status_value(out, cs, e);
     out += "\r\n";
 }
 
@@ -64,10 +73,9 @@ http::reply not_modified_reply(const cache::header_block& fields, std::string_vi
                                std::int64_t age, const cache_status& cs, const cache::entry* e) {
     response res{bh::status::not_modified, 11};
     if (!cs.name.empty()) {
-        std::string line;
-        append_cache_status(line, cs, e);
-        // "Cache-Status: <value>\r\n": the value alone for the field.
-        res.set("Cache-Status", std::string_view(line).substr(14, line.size() - 16));
+        std::string value;
+        append_cache_status_value(value, cs, e);
+        res.set("Cache-Status", value);
     }
     for (auto name : {"ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Location", "Date"}) {
         for_each_line(fields, name, [&](std::string_view v) { res.insert(name, v); });

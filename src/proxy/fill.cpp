@@ -13,6 +13,16 @@
 
 namespace cachecar::proxy {
 
+namespace {
+
+// Whether a response (received, or stored) carries a validator to revalidate it with.
+template <class Fields>
+bool has_validator(const Fields& fields) {
+    return line_count(fields, "etag") > 0 || line_count(fields, "last-modified") > 0;
+}
+
+}  // namespace
+
 bool heuristically_cacheable(unsigned status) {
     for (const unsigned s : {200u, 203u, 204u, 206u, 300u, 301u, 308u, 404u, 405u, 410u, 414u, 501u}) {
         if (s == status) return true;
@@ -46,7 +56,7 @@ std::string_view not_storable_reason(const route::compiled_route& route, bool cr
     // A response that must be validated before every reuse (no-cache, RFC 9111
     // 5.2.2.4), or is stale on arrival, is worth storing only with a validator to
     // revalidate it with; without one it would never be served.
-    const bool validator = line_count(res, "etag") > 0 || line_count(res, "last-modified") > 0;
+    const bool validator = has_validator(res);
     if (has_directive(cc, "no-cache") && !validator) return "no_cache";
     if (route.cfg.ttl_from_origin) {
         auto lifetime = origin_freshness(res, clock::now(), directives);
@@ -68,10 +78,6 @@ void for_each_stored_field(const bh::response_header<>& res, F&& f) {
     for_each_end_to_end_field(res, [&](const auto& field) {
         if (field.name() != bh::field::age) f(field);
     });
-}
-
-bool has_validator(const cache::header_block& fields) {
-    return line_count(fields, "etag") > 0 || line_count(fields, "last-modified") > 0;
 }
 
 }  // namespace

@@ -117,7 +117,6 @@ void for_each_end_to_end_field(const bh::response_header<>& res, F&& f) {
 
 // ---- deliver.cpp -------------------------------------------------------------------
 
-
 // The answer from a stored entry: its head (status line, stored fields, the per-hit
 // lines composed into `scratch`) and body, no copy; a 304 when the client's validators
 // match it. `x_cache`: HIT, STALE or MISS (a coalesced request served the fill).
