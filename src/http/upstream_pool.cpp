@@ -106,6 +106,11 @@ struct upstream_exchange::impl {
     bool upgraded = false;
     bool got_bytes = false;  // some response bytes arrived (so never retry)
     int interims = 0;
+    // A body not chunked is read straight from the socket into `piece`, never past its
+    // length: one copy and full-sized reads, where the parser would copy each byte twice
+    // through `buffer`. `left`: bytes still to come; nullopt: until the backend closes.
+    bool raw_body = false;
+    std::optional<std::uint64_t> left;
 
     // Reads the next response head, interim or final, into `parser`. On the stream's executor.
     net::awaitable<error_code> read_head(std::chrono::steady_clock::time_point deadline) {
@@ -134,20 +139,52 @@ struct upstream_exchange::impl {
         parser->header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
         parser->body_limit(boost::none);
         if (head_request) parser->skip(true);
-        co_await bh::async_read_header(*stream, buffer, *parser, net::redirect_error(net::use_awaitable, ec));
-        if (ec) {
-            if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
-            const bool protocol = ec.category() == error_code(bh::error::bad_target).category() && ec != bh::error::end_of_stream;
-            co_return protocol ? make_error_code(upstream_error::bad_response) : ec;
-        }
+        // The whole head is in `buffer`: parse it in place (no read can be needed).
+        const std::size_t used = parser->put(buffer.data(), ec);
+       
+        buffer.consume(used);
+        if (ec || !parser->is_header_done()) co_return make_error_code(upstream_error::bad_response);
         if (!response_head_problem(parser->get()).empty()) co_return make_error_code(upstream_error::bad_response);
         co_return error_code{};
     }
 
     // The next body piece (its size in `n`). On the stream's executor.
     net::awaitable<error_code> read_piece(std::size_t& n) {
+        // (Not `?:` over two co_awaits: GCC 12 evaluates both operands' awaits.)
+        if (raw_body) co_return co_await read_raw_piece(n);
+        co_return co_await read_parsed_piece(n);
+    }
+
+    // A piece of a Content-Length or close-delimited body: first what the head's read
+    // brought along, then from the socket, never past the body's end.
+    net::awaitable<error_code> read_raw_piece(std::size_t& n) {
+        const std::size_t want = left ? static_cast<std::size_t>(std::min<std::uint64_t>(*left, piece.size())) : piece.size();
+        n = 0;
+       
+        if (buffer.size() > 0) {
+            n = net::buffer_copy(net::buffer(piece.data(), want), buffer.data());
+            buffer.consume(n);
+        } else {
+            error_code ec;
+            stream->expires_after(timeout);
+            n = co_await stream->async_read_some(net::buffer(piece.data(), want), net::redirect_error(net::use_awaitable, ec));
+            stream->expires_never();
+            if (ec == net::error::eof && !left) {
+                done = true;  // a close-delimited body ends with the connection
+                co_return error_code{};
+            }
+            if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
+            if (ec) co_return make_error_code(upstream_error::io_failed);  // short of its length, or reset
+        }
+        if (left && (*left -= n) == 0) done = true;
+        co_return error_code{};
+    }
+
+    // A piece of a chunked body, through the parser (chunk framing, trailers).
+    net::awaitable<error_code> read_parsed_piece(std::size_t& n) {
         error_code ec;
         n = 0;
+        buffer.reserve(piece.size());  // reads as large as a piece, not the head's 16 KiB
         while (n == 0 && !parser->is_done()) {
             auto& b = parser->get().body();
             b.data = piece.data();
@@ -164,6 +201,7 @@ struct upstream_exchange::impl {
             n = piece.size() - b.size;
         }
         stream->expires_never();
+        if (parser->is_done()) done = true;
         co_return error_code{};
     }
 };
@@ -201,8 +239,7 @@ net::awaitable<result<std::string_view>> upstream_exchange::next() {
         impl_->stream->socket().close(ignored);
         co_return ec;
     }
-    if (impl_->parser->is_done()) {
-        impl_->done = true;
+    if (impl_->done && !impl_->raw_body) {
         // The head left the parser when it arrived, so its fields now hold the trailers.
         for (const auto& f : impl_->parser->get()) {
             if (relayable_trailer(f.name_string(), f.value()))
@@ -394,6 +431,8 @@ net::awaitable<result<std::unique_ptr<upstream_exchange>>> upstream_pool::open(r
                          status != 204 && status != 304 && !i.upgraded;
             out->has_body_ = !i.head_request && !i.upgraded && status != 204 && status != 304 && !i.parser->is_done();
             if (!out->has_body_) i.done = true;
+            i.raw_body = out->has_body_ && !i.parser->chunked();
+            if (const auto length = i.parser->content_length(); i.raw_body && length) i.left = *length;
             // The head leaves the parser: trailers, if any, then land in its emptied fields.
             out->head_ = std::move(i.parser->get().base());
             co_return out;
