@@ -21,10 +21,11 @@ namespace cachecar {
 
 namespace {
 
-http::upstream_options upstream_options_for(const config::config& cfg) {
+http::upstream_options upstream_options_for(const config::config& cfg, unsigned io_threads) {
     http::upstream_options o;
     o.target = cfg.server.upstream;
     o.timeout = cfg.limits.upstream_timeout;
+    o.strands = io_threads > 1;
     return o;
 }
 
@@ -106,7 +107,7 @@ struct app::impl {
           client_server(io, proxy_handler, "proxy", threads),
           admin_server(io, admin, "admin", threads) {
         logging::apply(cfg.logging);
-        auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg));
+        auto pool = std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(cfg, threads));
         if (redis) {
             tiers.set_tier(config::tier_kind::redis,
                            std::make_shared<cache::redis::redis_tier>(redis, cfg.server.key_namespace, metrics));
@@ -220,7 +221,7 @@ struct app::impl {
         // Reuse the upstream pool (and its warm connections) unless its settings changed.
         auto pool = same_upstream(cur, next)
                         ? current->upstream
-                        : std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(next));
+                        : std::make_shared<http::upstream_pool>(io.get_executor(), upstream_options_for(next, threads));
         logging::apply(next.logging);
         try {
             snapshots.store(std::make_shared<const snapshot>(std::move(next), metrics, std::move(pool)));

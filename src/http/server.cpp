@@ -115,7 +115,7 @@ public:
     std::optional<std::string_view> already_arrived() override {
         if (parser_.is_done() && pending_ == 0) return std::string_view();
         if (expect_continue_ || error_ || buffer_.size() == 0) return std::nullopt;
-        if (!piece_) piece_ = std::make_unique<std::array<char, stream_piece_bytes>>();
+        if (!piece_) piece_ = std::make_unique_for_overwrite<std::array<char, stream_piece_bytes>>();
         auto& b = parser_.get().body();
         b.data = piece_->data() + pending_;
         b.size = piece_->size() - pending_;
@@ -152,7 +152,7 @@ public:
             ec = co_await write_with_progress_deadline(stream_, net::buffer(cont.data(), cont.size()), idle_);
             if (ec) co_return ec;
         }
-        if (!piece_) piece_ = std::make_unique<std::array<char, stream_piece_bytes>>();
+        if (!piece_) piece_ = std::make_unique_for_overwrite<std::array<char, stream_piece_bytes>>();
         for (;;) {
             auto& b = parser_.get().body();
             b.data = piece_->data();

@@ -79,9 +79,20 @@ bool relayable_trailer(std::string_view name, std::string_view value) {
     return cache::header_block::valid(name, value);
 }
 
-template <class Awaitable>
-auto run_on(const net::any_io_executor& ex, Awaitable a) {
-    return net::co_spawn(ex, std::move(a), net::use_awaitable);
+// Runs `a` on the connection's executor `ex` and resumes the caller on its own. When
+// they are the same (one I/O thread: no strands), `a` is awaited in place: a co_spawn
+// costs a frame allocation and two hops per call, four times on every miss.
+template <class T>
+net::awaitable<T> run_on(const net::any_io_executor& ex, net::awaitable<T> a) {
+    // (Each co_await in a statement of its own: written as `if (ex == co_await ...)` and
+    // `co_return co_await ...`, GCC 12's build of this crashed at run time.)
+    const auto current = co_await net::this_coro::executor;
+    if (ex == current) {
+        auto value = co_await std::move(a);
+        co_return value;
+    }
+    auto value = co_await net::co_spawn(ex, std::move(a), net::use_awaitable);
+    co_return value;
 }
 
 }  // namespace
@@ -98,7 +109,10 @@ struct upstream_exchange::impl {
     std::unique_ptr<beast::tcp_stream> stream;
     beast::flat_buffer buffer;
     std::optional<bh::response_parser<bh::buffer_body>> parser;  // of the response being read
-    std::array<char, stream_piece_bytes> piece{};
+    // Where body pieces are read; allocated on the first read from the socket, never
+    // zeroed (a small body that came with its head is handed out of `buffer` instead).
+    std::unique_ptr<char[]> piece;
+    std::size_t handed = 0;  // bytes of `buffer` handed out as the last piece, consumed at the next
     config::duration timeout{};
     bool head_request = false;
     bool reusable = false;  // decided by the head: nothing can follow the body
@@ -148,47 +162,54 @@ struct upstream_exchange::impl {
         co_return error_code{};
     }
 
-    // The next body piece (its size in `n`). On the stream's executor.
-    net::awaitable<error_code> read_piece(std::size_t& n) {
+    // The next body piece, valid until the next call. On the stream's executor.
+    net::awaitable<error_code> read_piece(std::string_view& out) {
+        buffer.consume(std::exchange(handed, 0));
         // (Not `?:` over two co_awaits: GCC 12 evaluates both operands' awaits.)
-        if (raw_body) co_return co_await read_raw_piece(n);
-        co_return co_await read_parsed_piece(n);
+        if (raw_body) co_return co_await read_raw_piece(out);
+        co_return co_await read_parsed_piece(out);
     }
 
     // A piece of a Content-Length or close-delimited body: first what the head's read
-    // brought along, then from the socket, never past the body's end.
-    net::awaitable<error_code> read_raw_piece(std::size_t& n) {
-        const std::size_t want = left ? static_cast<std::size_t>(std::min<std::uint64_t>(*left, piece.size())) : piece.size();
-        n = 0;
-       
+    // brought along (handed out of `buffer` as it is), then from the socket, never past
+    // the body's end.
+    net::awaitable<error_code> read_raw_piece(std::string_view& out) {
+        const std::size_t want =
+            left ? static_cast<std::size_t>(std::min<std::uint64_t>(*left, stream_piece_bytes)) : stream_piece_bytes;
+        std::size_t n = 0;
         if (buffer.size() > 0) {
-            n = net::buffer_copy(net::buffer(piece.data(), want), buffer.data());
-            buffer.consume(n);
+            n = std::min(buffer.size(), want);
+            out = {static_cast<const char*>(buffer.data().data()), n};
+            handed = n;
         } else {
+            if (!piece) piece.reset(new char[stream_piece_bytes]);  // NOLINT: uninitialised on purpose
             error_code ec;
             stream->expires_after(timeout);
-            n = co_await stream->async_read_some(net::buffer(piece.data(), want), net::redirect_error(net::use_awaitable, ec));
+            n = co_await stream->async_read_some(net::buffer(piece.get(), want), net::redirect_error(net::use_awaitable, ec));
             stream->expires_never();
             if (ec == net::error::eof && !left) {
                 done = true;  // a close-delimited body ends with the connection
+                out = {};
                 co_return error_code{};
             }
             if (ec == beast::error::timeout) co_return make_error_code(upstream_error::timeout);
             if (ec) co_return make_error_code(upstream_error::io_failed);  // short of its length, or reset
+            out = {piece.get(), n};
         }
         if (left && (*left -= n) == 0) done = true;
         co_return error_code{};
     }
 
     // A piece of a chunked body, through the parser (chunk framing, trailers).
-    net::awaitable<error_code> read_parsed_piece(std::size_t& n) {
+    net::awaitable<error_code> read_parsed_piece(std::string_view& out) {
+        if (!piece) piece.reset(new char[stream_piece_bytes]);  // NOLINT: uninitialised on purpose
         error_code ec;
-        n = 0;
-        buffer.reserve(piece.size());  // reads as large as a piece, not the head's 16 KiB
+        std::size_t n = 0;
+        buffer.reserve(stream_piece_bytes);  // reads as large as a piece, not the head's 16 KiB
         while (n == 0 && !parser->is_done()) {
             auto& b = parser->get().body();
-            b.data = piece.data();
-            b.size = piece.size();
+            b.data = piece.get();
+            b.size = stream_piece_bytes;
             stream->expires_after(timeout);
             co_await bh::async_read_some(*stream, buffer, *parser, net::redirect_error(net::use_awaitable, ec));
             if (ec == bh::error::need_buffer) ec = {};
@@ -198,10 +219,11 @@ struct upstream_exchange::impl {
                                       ec != bh::error::end_of_stream && ec != bh::error::partial_message;
                 co_return protocol ? make_error_code(upstream_error::bad_response) : make_error_code(upstream_error::io_failed);
             }
-            n = piece.size() - b.size;
+            n = stream_piece_bytes - b.size;
         }
         stream->expires_never();
         if (parser->is_done()) done = true;
+        out = {piece.get(), n};
         co_return error_code{};
     }
 };
@@ -212,6 +234,7 @@ upstream_exchange::~upstream_exchange() {
     if (!impl_ || !impl_->stream) return;
     // Back to the pool only when nothing can follow what was read: the body to its
     // end, no bytes past it. Otherwise the connection closes with the exchange.
+    impl_->buffer.consume(std::exchange(impl_->handed, 0));
     if (impl_->pool && impl_->done && impl_->reusable && impl_->buffer.size() == 0) {
         impl_->stream->expires_never();
         impl_->pool->give_back(std::move(impl_->stream));
@@ -232,8 +255,8 @@ std::optional<std::uint64_t> upstream_exchange::size() const {
 
 net::awaitable<result<std::string_view>> upstream_exchange::next() {
     if (!has_body_ || impl_->done) co_return std::string_view();
-    std::size_t n = 0;
-    const error_code ec = co_await run_on(impl_->stream->get_executor(), impl_->read_piece(n));
+    std::string_view piece;
+    const error_code ec = co_await run_on(impl_->stream->get_executor(), impl_->read_piece(piece));
     if (ec) {
         error_code ignored;
         impl_->stream->socket().close(ignored);
@@ -246,7 +269,7 @@ net::awaitable<result<std::string_view>> upstream_exchange::next() {
                 trailers_.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
         }
     }
-    co_return std::string_view(impl_->piece.data(), n);
+    co_return piece;
 }
 
 std::unique_ptr<tunnel_end> upstream_exchange::take_tunnel() {
@@ -327,11 +350,16 @@ net::awaitable<result<std::unique_ptr<upstream_exchange>>> upstream_pool::open(r
             x->stream = take_idle();
         }
         const bool reused = x->stream != nullptr;
-        // Pooled connections live on their own strand: Beast streams are not thread-safe,
-        // and over their life they serve requests of many sessions (each on its own
-        // strand). An upgrade's connection is the caller's alone, on its executor, so a
-        // tunnel can splice it with the client from one strand.
-        if (!x->stream) x->stream = std::make_unique<beast::tcp_stream>(upgrade ? caller : net::make_strand(executor_));
+        // Pooled connections live on their own strand when several threads run: Beast
+        // streams are not thread-safe, and over their life they serve requests of many
+        // sessions (each on its own strand). An upgrade's connection is the caller's
+        // alone, on its executor, so a tunnel can splice it with the client from one strand.
+        if (!x->stream) {
+            const auto ex = upgrade           ? caller
+                            : options_.strands ? net::any_io_executor(net::make_strand(executor_))
+                                               : executor_;
+            x->stream = std::make_unique<beast::tcp_stream>(ex);
+        }
         const auto conn_ex = x->stream->get_executor();
 
         // Connect (a fresh connection) and write the head, and a body held in `req`.

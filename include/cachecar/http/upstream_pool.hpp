@@ -64,6 +64,9 @@ struct upstream_options {
     // Idle connections older than this are dropped before use: backends close idle
     // keep-alive connections (Node.js after 5 s), and a request sent on one then fails.
     config::duration max_idle_age = std::chrono::seconds(4);
+    // Each connection on its own strand: needed when more than one thread runs the
+    // executor (a pooled connection serves requests of sessions on any thread).
+    bool strands = true;
 };
 
 class upstream_pool;
