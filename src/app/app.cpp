@@ -361,7 +361,11 @@ bool app::stop() {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     if (impl_->redis) {
-        impl_->redis_generations->stop();
+        // Leave the lease set, so the other instances need not purge everything for
+        // this one (bounded: a Redis that does not answer gets its timeout, then the
+        // lease simply runs out and they do purge).
+        auto left = net::co_spawn(impl_->io.get_executor(), impl_->redis_generations->goodbye(), net::use_future);
+        left.wait_for(std::chrono::seconds(1));
         impl_->redis->stop();
     }
     if (impl_->mongo) impl_->mongo->stop();

@@ -282,6 +282,15 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
         oldest_sent = 0;
     }
 
+    // Writes `bytes` with no reply slot: for a pub/sub connection, whose answers are pushes.
+    void send_unanswered(std::string bytes) {
+        net::dispatch(strand, [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
+            if (!self->connected || self->stopping) return;
+            self->outbox += bytes;
+            if (!self->writing) net::co_spawn(self->strand, self->write_loop(), net::detached);
+        });
+    }
+
     // Forces a reconnect (a command has been unanswered for too long).
     void reset() {
         net::dispatch(strand, [self = shared_from_this()] {
@@ -462,14 +471,19 @@ void redis_client::stop() {
 }
 
 void redis_client::subscribe(std::string channel, std::function<void(std::string_view)> on_message,
-                             std::function<void(bool)> on_active) {
+                             std::function<void(bool)> on_active, std::function<void(std::string_view)> on_pong) {
     // A dedicated connection: in subscribe mode Redis sends pushes, not replies.
     // It has no owner so its failures do not trip the command breaker.
     auto c = std::make_shared<connection>(executor_, options_, std::weak_ptr<redis_client>{});
     c->after_connect.push_back(format_command(args("SUBSCRIBE", channel)));
-    c->on_push = [on_message, on_active, channel](const redis_value& v) {
-        if (v.type != redis_value::kind::array || v.elements.size() < 3) return;
+    c->on_push = [on_message, on_active, on_pong, channel](const redis_value& v) {
+        if (v.type != redis_value::kind::array || v.elements.size() < 2) return;
         const auto& kind = v.elements[0].str;
+        if (kind == "pong") {  // ["pong", token]: a PING sent in subscribe mode
+            if (on_pong) on_pong(v.elements[1].str);
+            return;
+        }
+        if (v.elements.size() < 3) return;
         if (kind == "subscribe" && v.elements[1].str == channel) {
             on_active(true);
         } else if (kind == "message" && v.elements[1].str == channel) {
@@ -481,6 +495,15 @@ void redis_client::subscribe(std::string channel, std::function<void(std::string
     };
     subscribers_.push_back(c);
     net::co_spawn(c->strand, c->run(), net::detached);
+}
+
+void redis_client::ping_subscriptions(std::string token) {
+    const auto bytes = format_command(args("PING", std::move(token)));
+    for (auto& c : subscribers_) c->send_unanswered(bytes);
+}
+
+void redis_client::reset_subscriptions() {
+    for (auto& c : subscribers_) c->reset();
 }
 
 std::shared_ptr<redis_client::connection> redis_client::pick() {

@@ -7,6 +7,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
+#include <random>
+
+#include <unistd.h>
 
 namespace cachecar::cache::redis {
 
@@ -22,44 +26,89 @@ std::optional<std::uint64_t> to_generation(const redis_value& v) {
     return g;
 }
 
-// Generation keys are created at the server's current time in microseconds rather
-// than at 0. If Redis loses its data (restart without persistence, failover to an
-// empty replica), recreated keys then start above every generation handed out
-// before, so an entry stamped before the loss can never become valid again
-// (the ABA a counter restarting at 0 would allow).
-constexpr std::string_view read_script = R"lua(
+// Every script starts with the lease check (KEYS[1]: the members sorted set, score =
+// lease expiry in Redis milliseconds; KEYS[2]: the all-category generation): members
+// whose lease ran out without a goodbye may have taken writes whose purges never
+// reached Redis, so everything is purged -- one bump of the all category, published
+// like any purge -- and they are forgotten. Every script does it, reads included, so
+// nothing is read from Redis after a lapse before the lapse has purged.
+//
+// Generation keys are created at the server's time in microseconds rather than at 0.
+// If Redis loses its data (restart without persistence, failover to an empty
+// replica), recreated keys then start above every generation handed out before, so an
+// entry stamped before the loss can never become valid again (the ABA a counter
+// restarting at 0 would allow).
+//
+// ARGV[1]: the purge channel, ARGV[2]: the database number, ARGV[3]: the all category.
+constexpr std::string_view lease_check = R"lua(
+local t = redis.call('TIME')
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+local now_us = string.format('%.0f', t[1] * 1000000 + t[2])
+local function bump(k)
+  if redis.call('EXISTS', k) == 0 then redis.call('SET', k, now_us) end
+  return string.format('%.0f', redis.call('INCR', k))  -- tostring() would give 1.7e+15
+end
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now_ms))
+if #lapsed > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now_ms))
+  redis.call('PUBLISH', ARGV[1], 'db ' .. ARGV[2] .. '\n' .. bump(KEYS[2]) .. ' ' .. ARGV[3] .. '\n')
+end
+)lua";
+
+// The generations of KEYS[3...].
+const std::string read_script = std::string(lease_check) + R"lua(
 local out = {}
-local now = nil
-for i, k in ipairs(KEYS) do
-  local v = redis.call('GET', k)
+for i = 3, #KEYS do
+  local v = redis.call('GET', KEYS[i])
   if not v then
-    if not now then
-      local t = redis.call('TIME')
-      now = string.format('%.0f', t[1] * 1000000 + t[2])
-    end
-    redis.call('SET', k, now)
-    v = now
+    redis.call('SET', KEYS[i], now_us)
+    v = now_us
   end
-  out[i] = v
+  out[i - 2] = v
 end
 return out
 )lua";
 
-constexpr std::string_view bump_script = R"lua(
+// Bumps KEYS[3...] and publishes their new generations (ARGV[4...]: the categories) in
+// the same step: a purge recorded is a purge announced, even if the writer dies next.
+const std::string bump_script = std::string(lease_check) + R"lua(
 local out = {}
-local now = nil
-for i, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 0 then
-    if not now then
-      local t = redis.call('TIME')
-      now = string.format('%.0f', t[1] * 1000000 + t[2])
-    end
-    redis.call('SET', k, now)
-  end
-  out[i] = string.format('%.0f', redis.call('INCR', k))  -- tostring() would give 1.7e+15
+local msg = 'db ' .. ARGV[2] .. '\n'
+for i = 3, #KEYS do
+  out[i - 2] = bump(KEYS[i])
+  msg = msg .. out[i - 2] .. ' ' .. ARGV[i + 1] .. '\n'
 end
+redis.call('PUBLISH', ARGV[1], msg)
 return out
 )lua";
+
+// The heartbeat: the lease check, then this instance's lease (ARGV[4]: its member id,
+// '' for none; ARGV[5]: the lease in ms) is taken or extended -- unless the script runs
+// after ARGV[6], the renewal's deadline in Redis ms: a renewal that a frozen path
+// delivers late must not extend a lease its sender already counts as run out.
+// Returns {1 if renewed, the server's TIME}.
+const std::string heartbeat_script = std::string(lease_check) + R"lua(
+local renewed = 0
+if ARGV[4] ~= '' and now_ms <= tonumber(ARGV[6]) then
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[5]), ARGV[4])
+  renewed = 1
+end
+return {renewed, t[1], t[2]}
+)lua";
+
+using steady = std::chrono::steady_clock;
+
+std::int64_t steady_ms(steady::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+std::string new_member_id() {
+    std::random_device rd;
+    const auto r = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%d-%016llx", static_cast<int>(::getpid()), static_cast<unsigned long long>(r));
+    return buf;
+}
 
 }  // namespace
 
@@ -76,21 +125,38 @@ static std::string script_sha1(std::string_view script) {
     return out;
 }
 
-net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_script(
-    std::string_view script, const std::vector<std::string>& categories) {
+net::awaitable<result<redis_value>> redis_generation_store::eval(std::string_view script,
+                                                                const std::vector<std::string>& categories,
+                                                                std::vector<std::string> extra_args) {
     // EVALSHA saves sending the script on every lookup; a server that does not know
     // it yet (first use, restart, SCRIPT FLUSH) says NOSCRIPT and gets it once.
     static const std::string read_sha = script_sha1(read_script);
     static const std::string bump_sha = script_sha1(bump_script);
-    const std::string& sha = script == read_script ? read_sha : bump_sha;
-    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(categories.size())};
+    static const std::string heartbeat_sha = script_sha1(heartbeat_script);
+    const std::string& sha = script == read_script ? read_sha : script == bump_script ? bump_sha : heartbeat_sha;
+    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(categories.size() + 2), namespace_ + "::members",
+                                 generation_key(std::string(all_category))};
     for (const auto& c : categories) cmd.push_back(generation_key(c));
+    cmd.push_back(namespace_ + ":purge");
+    cmd.push_back(std::to_string(client_->options().db));
+    cmd.emplace_back(all_category);
+    for (auto& a : extra_args) cmd.push_back(std::move(a));
     auto r = co_await client_->command(cmd);
     if (r && r->is_error() && r->str.starts_with("NOSCRIPT")) {
         cmd[0] = "EVAL";
         cmd[1] = std::string(script);
         r = co_await client_->command(std::move(cmd));
     }
+    if (r && r->is_error()) co_return make_error_code(redis_error::reply_error);
+    co_return r;
+}
+
+net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_script(
+    std::string_view script, const std::vector<std::string>& categories) {
+    // The bump script also names the categories in its message.
+    std::vector<std::string> extra;
+    if (script == bump_script) extra = categories;
+    auto r = co_await eval(script, categories, std::move(extra));
     if (!r) co_return r.error();
     if (r->type != redis_value::kind::array || r->elements.size() != categories.size()) {
         co_return make_error_code(redis_error::reply_error);
@@ -107,7 +173,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_s
 
 redis_generation_store::redis_generation_store(std::shared_ptr<redis_client> client, std::string key_namespace,
                                                stats::registry& metrics)
-    : client_(std::move(client)), namespace_(std::move(key_namespace)), metrics_(metrics) {}
+    : client_(std::move(client)), namespace_(std::move(key_namespace)), metrics_(metrics), member_(new_member_id()) {}
 
 std::string redis_generation_store::generation_key(const std::string& category) const {
     // "::" cannot start an entry key (route names are never empty), so clear() can
@@ -118,7 +184,7 @@ std::string redis_generation_store::generation_key(const std::string& category) 
 std::string redis_generation_store::encode_message(int db,
                                                    const std::vector<std::pair<std::string, std::uint64_t>>& gens) {
     // "db <n>\n" then "<generation> <category>\n" per category: the category is last
-    // so it may contain spaces.
+    // so it may contain spaces. (The scripts build the same text in Lua.)
     std::string out = "db " + std::to_string(db) + "\n";
     for (const auto& [category, g] : gens) {
         out += std::to_string(g);
@@ -149,6 +215,22 @@ void redis_generation_store::on_message(std::string_view payload) {
     }
 }
 
+void redis_generation_store::on_pong(std::string_view token) {
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(token.data(), token.data() + token.size(), n);
+    if (ec != std::errc{}) return;
+    std::lock_guard lock(lease_mutex_);
+    std::optional<steady::time_point> sent;
+    while (!pings_.empty() && pings_.front().first <= n) {
+        if (pings_.front().first == n) sent = pings_.front().second;
+        pings_.pop_front();
+    }
+    // Every message published before that heartbeat's script ran has now arrived.
+    if (sent && sent->time_since_epoch().count() > proven_at_.load(std::memory_order_relaxed)) {
+        proven_at_.store(sent->time_since_epoch().count(), std::memory_order_release);
+    }
+}
+
 void redis_generation_store::start(net::any_io_executor ex) {
     std::weak_ptr<redis_generation_store> weak = weak_from_this();
     client_->subscribe(
@@ -159,21 +241,108 @@ void redis_generation_store::start(net::any_io_executor ex) {
         [weak](bool active) {
             auto self = weak.lock();
             if (!self) return;
-            // Either way the local copy may have missed messages: start it afresh.
+            // Either way the local copy may have missed messages: start it afresh,
+            // trusted again only after a heartbeat's pong on the new subscription.
+            {
+                std::lock_guard lock(self->lease_mutex_);
+                self->pings_.clear();
+                self->proven_at_ = 0;
+            }
             self->cache_.clear();
             self->subscribed_ = active;
             if (!active) self->metrics_.get("cachecar_purge_subscription_lost_total", {{"tier", "redis"}})++;
+        },
+        [weak](std::string_view token) {
+            if (auto self = weak.lock()) self->on_pong(token);
         });
     net::co_spawn(net::make_strand(ex), retry_loop(), net::detached);
+    net::co_spawn(net::make_strand(ex), heartbeat_loop(), net::detached);
 }
 
 void redis_generation_store::stop() { stopped_ = true; }
 
+net::awaitable<void> redis_generation_store::goodbye() {
+    stopped_ = true;
+    (void)co_await client_->command(args("ZREM", namespace_ + "::members", member_));
+}
+
 std::size_t redis_generation_store::pending_purges() const { return cache_.pending_count(); }
 
+bool redis_generation_store::copy_trusted() const {
+    if (!subscribed_.load(std::memory_order_acquire)) return false;
+    const auto proven = proven_at_.load(std::memory_order_acquire);
+    return proven != 0 && steady::now().time_since_epoch().count() - proven <=
+                              std::chrono::duration_cast<steady::duration>(trust_window).count();
+}
+
 std::optional<bool> redis_generation_store::validate_cached(const std::vector<category_stamp>& stamps) const {
-    if (!subscribed_.load(std::memory_order_acquire)) return std::nullopt;
+    if (!copy_trusted()) return std::nullopt;
     return cache_.validate(stamps);
+}
+
+steady::time_point redis_generation_store::lease_certainly_over() const {
+    std::lock_guard lock(lease_mutex_);
+    if (!renewal_sent_) return steady::now();  // never held a lease: nothing to wait for
+    // An acknowledged renewal ran before its reply; one not acknowledged runs, if at
+    // all, before its deadline: its send time plus the slack and the offset's error.
+    const auto acked = renewed_at_ + lease;
+    const auto in_doubt = last_renewal_sent_ + offset_rtt_ + renewal_slack + lease;
+    return std::max(acked, in_doubt) + clock_margin;
+}
+
+net::awaitable<void> redis_generation_store::heartbeat_loop() {
+    auto self = shared_from_this();
+    net::steady_timer timer(co_await net::this_coro::executor);
+    while (!stopped_) {
+        timer.expires_after(heartbeat_interval);
+        error_code ec;
+        co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+        if (stopped_) break;
+        {
+            // A subscription that stopped answering is re-opened (its copy is already
+            // untrusted: no pong, no proof).
+            std::lock_guard lock(lease_mutex_);
+            if (!pings_.empty() && steady::now() - pings_.front().second > std::chrono::seconds(1)) {
+                pings_.clear();
+                client_->reset_subscriptions();
+            }
+        }
+        // Renew only with a known clock offset (the deadline needs it), and never while
+        // a purge is held: this instance's lease must then run out.
+        std::string member;
+        std::int64_t deadline_ms = 0;
+        const auto sent = steady::now();
+        {
+            std::lock_guard lock(lease_mutex_);
+            if (offset_hi_ms_ && !fenced_.load()) {
+                member = member_;
+                deadline_ms = steady_ms(sent) + *offset_hi_ms_ + renewal_slack.count();
+                last_renewal_sent_ = sent;
+                renewal_sent_ = true;
+            }
+        }
+        const std::vector<std::string> no_categories;
+        auto renewal = args(member, std::to_string(lease.count()), std::to_string(deadline_ms));
+        auto r = co_await eval(heartbeat_script, no_categories, std::move(renewal));
+        const auto replied = steady::now();
+        if (!r || r->type != redis_value::kind::array || r->elements.size() != 3) continue;
+        const auto& e = r->elements;
+        const auto sec = to_generation(e[1]), usec = to_generation(e[2]);
+        if (!sec || !usec) continue;
+        {
+            std::lock_guard lock(lease_mutex_);
+            const auto redis_ms = static_cast<std::int64_t>(*sec * 1000 + *usec / 1000);
+            // The script ran between `sent` and `replied`: Redis time minus ours is at
+            // most redis_ms - sent. Keep the sample with the shortest round trip lately.
+            offset_hi_ms_ = redis_ms - steady_ms(sent);
+            offset_rtt_ = replied - sent;
+            if (e[0].type == redis_value::kind::integer && e[0].integer == 1) renewed_at_ = replied;
+            pings_.emplace_back(++next_ping_, sent);
+            if (pings_.size() > 256) pings_.pop_front();
+        }
+        // Its pong proves the copy holds every purge published before `sent`.
+        client_->ping_subscriptions(std::to_string(next_ping_));
+    }
 }
 
 net::awaitable<bool> redis_generation_store::flush_pending() {
@@ -195,15 +364,11 @@ net::awaitable<bool> redis_generation_store::flush_pending() {
     categories.erase(std::unique(categories.begin(), categories.end()), categories.end());
     auto r = co_await run_script(bump_script, categories);
     if (!r) co_return false;
-    std::vector<std::pair<std::string, std::uint64_t>> published;
-    for (std::size_t i = 0; i < categories.size(); ++i) {
-        cache_.raise(categories[i], (*r)[i]);
-        published.emplace_back(categories[i], (*r)[i]);
-    }
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
     cache_.settle(taken);
-    (void)co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
-    logging::get("redis")->info("redis: {} deferred purges applied", published.size());
-    metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += published.size();
+    if (cache_.pending_count() == 0) fenced_ = false;  // renew the lease again
+    logging::get("redis")->info("redis: {} deferred purges applied", categories.size());
+    metrics_.get("cachecar_purges_total", {{"source", "deferred"}, {"outcome", "ok"}}) += categories.size();
     co_return true;
 }
 
@@ -232,26 +397,35 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::curre
 }
 
 net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(std::vector<std::string> categories) {
+    const auto started = steady::now();
     auto r = co_await run_script(bump_script, categories);
     if (!r) {
-        // Keep the purge: applied as soon as Redis answers; until then nothing is
-        // served from cache by this instance (see current()).
+        // Not recorded: the write's response waits until it is, or until this
+        // instance's lease has certainly run out (renewals stop meanwhile), after which
+        // every other instance purges everything before serving again.
+        fenced_ = true;
+        net::steady_timer wait(co_await net::this_coro::executor);
+        while (!r && steady::now() < lease_certainly_over()) {
+            wait.expires_after(std::chrono::milliseconds(50));
+            error_code ec;
+            co_await wait.async_wait(net::redirect_error(net::use_awaitable, ec));
+            r = co_await run_script(bump_script, categories);
+        }
+        metrics_.get("cachecar_purge_hold_seconds_total", {{"tier", "redis"}}) +=
+            std::chrono::duration<double>(steady::now() - started).count();
+    }
+    if (!r) {
+        // Kept: applied as soon as Redis answers; until then nothing is served from
+        // cache by this instance (see current()).
         cache_.add_pending(categories);
         metrics_.get("cachecar_purges_total", {{"source", "write"}, {"outcome", "deferred"}}) += categories.size();
-        logging::get("redis")->warn("redis: purge of {} categories deferred: {}", categories.size(), r.error().message());
+        logging::get("redis")->warn("redis: purge of {} categories deferred (lease run out): {}", categories.size(),
+                                    r.error().message());
         co_return r.error();
     }
-    std::vector<std::uint64_t> out;
-    std::vector<std::pair<std::string, std::uint64_t>> published;
-    for (std::size_t i = 0; i < categories.size(); ++i) {
-        auto g = (*r)[i];
-        out.push_back(g);
-        cache_.raise(categories[i], g);
-        published.emplace_back(categories[i], g);
-    }
-    auto p = co_await client_->command(args("PUBLISH", namespace_ + ":purge", encode_message(client_->options().db, published)));
-    if (!p) metrics_.get("cachecar_purge_publish_errors_total", {{"tier", "redis"}})++;
-    co_return out;
+    if (cache_.pending_count() == 0) fenced_ = false;
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
+    co_return std::move(*r);
 }
 
 }  // namespace cachecar::cache::redis

@@ -251,7 +251,31 @@ TEST_F(redis_tier_test, unix_socket) {
     client->stop();
 }
 
-class redis_generations_test : public redis_tier_test {};
+class redis_generations_test : public redis_tier_test {
+protected:
+    // Until `done` holds, polling every 5 ms, for at most `limit`.
+    template <class F>
+    static bool within(std::chrono::milliseconds limit, F done) {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > until) return false;
+            std::this_thread::sleep_for(5ms);
+        }
+        return true;
+    }
+    static bool trusted_soon(const redis::redis_generation_store& s) {
+        return within(3s, [&] { return s.copy_trusted(); });
+    }
+    // Whether `store` holds a lease in Redis now.
+    static bool member(const redis::redis_generation_store& s) {
+        return !server().command({"ZSCORE", "ns::members", s.member_id()}).empty();
+    }
+    std::uint64_t all_generation(redis::redis_generation_store& s) {
+        auto r = run_on(io_, s.current({"*"}));
+        EXPECT_TRUE(r.has_value());
+        return r ? (*r)[0] : 0;
+    }
+};
 
 TEST_F(redis_generations_test, bump_is_seen_by_another_instance_through_the_channel) {
     client_host other_host;
@@ -260,8 +284,7 @@ TEST_F(redis_generations_test, bump_is_seen_by_another_instance_through_the_chan
     auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
     a->start(host_.io.get_executor());
     b->start(other_host.io.get_executor());
-    for (int i = 0; i < 200 && !(a->subscribed() && b->subscribed()); ++i) std::this_thread::sleep_for(10ms);
-    ASSERT_TRUE(a->subscribed() && b->subscribed());
+    ASSERT_TRUE(trusted_soon(*a) && trusted_soon(*b)) << "a heartbeat's pong proves each copy";
 
     auto before = run_on(io_, b->current({"videos", "*"}));
     ASSERT_TRUE(before.has_value());
@@ -287,7 +310,7 @@ TEST_F(redis_generations_test, bump_is_seen_by_another_instance_through_the_chan
 TEST_F(redis_generations_test, lost_subscription_means_ask_redis) {
     auto store = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
     store->start(host_.io.get_executor());
-    for (int i = 0; i < 200 && !store->subscribed(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(trusted_soon(*store));
     auto gens = run_on(io_, store->current({"videos", "*"}));
     ASSERT_TRUE(gens.has_value());
     std::vector<cache::category_stamp> stamps{{"videos", (*gens)[0]}, {"*", (*gens)[1]}};
@@ -299,6 +322,111 @@ TEST_F(redis_generations_test, lost_subscription_means_ask_redis) {
     EXPECT_FALSE(run_on(io_, store->current({"videos"})).has_value());
     server().restart();
     store->stop();
+}
+
+TEST_F(redis_generations_test, a_silent_subscription_stops_being_trusted_within_the_window) {
+    // Redis paused: every socket stays open, nothing arrives. The copy must stop
+    // answering by this instance's own clock, not when the socket finally breaks.
+    auto store = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
+    store->start(host_.io.get_executor());
+    ASSERT_TRUE(trusted_soon(*store));
+    auto gens = run_on(io_, store->current({"videos", "*"}));
+    ASSERT_TRUE(gens.has_value());
+    const std::vector<cache::category_stamp> stamps{{"videos", (*gens)[0]}, {"*", (*gens)[1]}};
+    ASSERT_EQ(store->validate_cached(stamps), std::optional<bool>(true));
+    server().pause();
+    const auto paused = std::chrono::steady_clock::now();
+    EXPECT_TRUE(within(2s, [&] { return !store->copy_trusted(); }));
+    const auto untrusted_after = std::chrono::steady_clock::now() - paused;
+    EXPECT_TRUE(store->subscribed()) << "the subscriber socket is still open";
+    EXPECT_EQ(store->validate_cached(stamps), std::nullopt) << "a silent subscription proves nothing";
+    // The bound is the window plus at most one heartbeat interval since the last proof
+    // (generous allowance for a loaded test machine; the point is "not seconds").
+    EXPECT_LT(untrusted_after, redis::redis_generation_store::trust_window + 400ms);
+    server().resume();
+    EXPECT_TRUE(trusted_soon(*store)) << "trusted again once pongs come back";
+    store->stop();
+}
+
+TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_purge_everything) {
+    // An instance that vanishes without a goodbye (SIGKILL, a cut network) may have
+    // taken writes whose purges never reached Redis: once its lease runs out, the next
+    // script anyone runs purges everything, and the copies hear of it.
+    client_host other_host;
+    auto other_client = connect(other_host, server().url());
+    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
+    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
+    a->start(host_.io.get_executor());
+    b->start(other_host.io.get_executor());
+    ASSERT_TRUE(trusted_soon(*a) && trusted_soon(*b));
+    ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); })) << "both hold a lease";
+    const auto before = all_generation(*b);
+    const std::vector<cache::category_stamp> old{{"*", before}};
+    ASSERT_EQ(b->validate_cached(old), std::optional<bool>(true));
+    a->stop();  // no goodbye: its lease just stops being renewed
+    EXPECT_TRUE(within(3s, [&] { return b->validate_cached(old) == std::optional<bool>(false); }))
+        << "b's copy never heard of the purge-everything";
+    EXPECT_GT(all_generation(*b), before);
+    EXPECT_FALSE(member(*a));
+    EXPECT_TRUE(member(*b)) << "b kept renewing";
+    // One lapse, one purge: nothing more while b alone renews.
+    const auto after = all_generation(*b);
+    std::this_thread::sleep_for(redis::redis_generation_store::lease + 200ms);
+    EXPECT_EQ(all_generation(*b), after);
+    b->stop();
+    other_client->stop();
+}
+
+TEST_F(redis_generations_test, a_clean_goodbye_purges_nothing) {
+    client_host other_host;
+    auto other_client = connect(other_host, server().url());
+    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
+    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
+    a->start(host_.io.get_executor());
+    b->start(other_host.io.get_executor());
+    ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); }));
+    const auto before = all_generation(*b);
+    run_on(io_, a->goodbye());
+    EXPECT_FALSE(member(*a));
+    std::this_thread::sleep_for(redis::redis_generation_store::lease + 300ms);
+    EXPECT_EQ(all_generation(*b), before) << "a left cleanly: nothing to purge for it";
+    b->stop();
+    other_client->stop();
+}
+
+TEST_F(redis_generations_test, a_purge_redis_cannot_take_is_released_only_once_every_peer_must_purge_everything) {
+    // The writer cannot record its purge (Redis paused). Its write's response (here:
+    // bump's completion) waits until its own lease has certainly run out; after that,
+    // whatever runs first on Redis purges everything, so no instance can read an entry
+    // stored before the write. The purge itself is kept and lands later.
+    client_host other_host;
+    auto other_client = connect(other_host, server().url());
+    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
+    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
+    a->start(host_.io.get_executor());
+    b->start(other_host.io.get_executor());
+    ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); }));
+    auto gens = run_on(io_, b->current({"videos", "*"}));
+    ASSERT_TRUE(gens.has_value());
+    server().pause();
+    const auto paused = std::chrono::steady_clock::now();
+    auto r = run_on(io_, a->bump({"videos"}));
+    const auto held = std::chrono::steady_clock::now() - paused;
+    EXPECT_FALSE(r.has_value()) << "Redis never answered";
+    EXPECT_GE(held, redis::redis_generation_store::lease) << "released before its lease could have run out";
+    EXPECT_LE(held, redis::redis_generation_store::hold_bound() + 1s) << "writes stay available";
+    EXPECT_EQ(a->pending_purges(), 1u);
+    server().resume();
+    auto after = run_on(io_, b->current({"videos", "*"}));
+    ASSERT_TRUE(after.has_value());
+    EXPECT_GT((*after)[1], (*gens)[1]) << "b read Redis without the purge-everything the lapse owes";
+    EXPECT_TRUE(within(3s, [&] { return a->pending_purges() == 0; }));
+    auto later = run_on(io_, b->current({"videos", "*"}));
+    ASSERT_TRUE(later.has_value());
+    EXPECT_GT((*later)[0], (*gens)[0]) << "the held purge landed too";
+    a->stop();
+    b->stop();
+    other_client->stop();
 }
 
 TEST_F(redis_generations_test, purge_during_outage_is_kept_and_applied_later) {

@@ -86,9 +86,16 @@ public:
     // Subscribes to `channel` on a dedicated connection. `on_message` gets each
     // payload; `on_active(true)` once the subscription is confirmed (again, after a
     // reconnect), `on_active(false)` when it is lost and messages may be missed.
-    // Callbacks run on the subscription's strand. Call after start().
+    // `on_pong(token)` gets the token of each PING answered on that connection (see
+    // ping_subscriptions). Callbacks run on the subscription's strand. Call after start().
     void subscribe(std::string channel, std::function<void(std::string_view)> on_message,
-                   std::function<void(bool)> on_active);
+                   std::function<void(bool)> on_active, std::function<void(std::string_view)> on_pong = {});
+    // Sends `PING token` on every subscription connection. Redis answers it in order
+    // with the messages, so its pong proves that every message published before the
+    // PING reached the server has been delivered. Nothing is sent while disconnected.
+    void ping_subscriptions(std::string token);
+    // Drops and re-opens the subscription connections (one has stopped answering).
+    void reset_subscriptions();
 
     // True while connected and the breaker is closed.
     bool up() const { return up_.load(std::memory_order_acquire); }

@@ -1,21 +1,26 @@
 // Category generations shared through Redis, so a purge on one instance is seen by
-// all of them.
+// all of them. What each instance knows, and when (README "Freshness under faults"):
 //
 //  - Generations are Redis integers at "<namespace>::gen:<category>" (INCR to purge),
-//    created at the server's time in microseconds so that a Redis that lost its
-//    data never hands out a generation an old entry carries.
-//  - Every purge is also published on "<namespace>:purge"; each instance keeps a
-//    local copy of the generations it has seen, raised by those messages, so memory
-//    hits are validated without a round trip (validate_cached).
-//  - The local copy is trusted only while the subscription is live: when it is lost
-//    (or re-established, since messages may have been missed in between) the copy
-//    is dropped and lookups ask Redis (current()) until it is rebuilt.
-//  - A purge Redis cannot take is kept as pending and retried; while any purge is
-//    pending this instance serves nothing from cache (current() fails), so the write
-//    it acknowledged is honoured even before Redis has it.
-// Staleness bound: another instance's memory tier may serve a purged entry until
-// the publish reaches it (milliseconds); shared-tier entries are always checked
-// against Redis itself.
+//    created at the server's time in microseconds so that a Redis that lost its data
+//    never hands out a generation an old entry carries. A purge is bumped and
+//    published on "<namespace>:purge" by one script: recorded means announced.
+//  - Each instance keeps a local copy of the generations it has seen, raised by those
+//    messages, so memory hits are validated without a round trip (validate_cached).
+//    The copy is trusted only for `trust_window` after a proof that it is complete: a
+//    heartbeat script, then a PING on the subscriber connection whose pong arrives
+//    after every message published before it. A silent subscription (Redis paused, a
+//    frozen path) thus stops being trusted within the window, by this instance's clock.
+//  - Every instance holds a lease in Redis ("<namespace>::members", renewed by the
+//    heartbeat). Any script first purges everything (one bump of the all category)
+//    for each lease that ran out without a goodbye, since its holder may have taken
+//    writes whose purges never reached Redis.
+//  - A write's purge that Redis cannot take is retried; the write's response is held
+//    until the purge is recorded or this instance's own lease has certainly run out
+//    (it stops renewing meanwhile), at most hold_bound(). After that every other
+//    instance purges everything before it serves from Redis again, and before its
+//    memory copy is trusted again. The purge stays pending here and nothing is served
+//    from cache by this instance until Redis has it.
 #pragma once
 
 #include <cachecar/cache/generation_cache.hpp>
@@ -24,7 +29,10 @@
 #include <cachecar/stats/metrics.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -47,7 +55,31 @@ public:
     std::optional<bool> validate_cached(const std::vector<category_stamp>& stamps) const override;
 
     bool subscribed() const { return subscribed_.load(); }
+    // Whether validate_cached may answer now (the copy was proven within trust_window).
+    bool copy_trusted() const;
     std::size_t pending_purges() const;
+    // This instance's member id in the lease set.
+    const std::string& member_id() const { return member_; }
+    // Leaves the lease set (a clean stop: peers need not purge for this instance).
+    net::awaitable<void> goodbye();
+
+    // The local copy is trusted this long after the heartbeat that proved it.
+    static constexpr std::chrono::milliseconds trust_window{100};
+    static constexpr std::chrono::milliseconds heartbeat_interval{20};
+    // How long a lease lasts after each renewal.
+    static constexpr std::chrono::milliseconds lease{500};
+    // A renewal carries a deadline in Redis time (its send time plus this, through the
+    // offset learnt from the server's clock): one executed later, after a frozen path
+    // let it through, is refused, so a lease never outlives our estimate of it.
+    static constexpr std::chrono::milliseconds renewal_slack{100};
+    // Allowance for the Redis server's clock running slower than ours over a lease.
+    static constexpr std::chrono::milliseconds clock_margin{50};
+    // The longest a write's response waits for its purge while Redis cannot take it,
+    // beyond one round trip to Redis: the lease from a renewal that may still be
+    // executed until its deadline, the margin, and a retry interval.
+    static constexpr std::chrono::milliseconds hold_bound() {
+        return lease + renewal_slack + clock_margin + std::chrono::milliseconds(50);
+    }
 
     // The published message for a set of new generations (exposed for tests).
     static std::string encode_message(int db, const std::vector<std::pair<std::string, std::uint64_t>>& generations);
@@ -58,7 +90,14 @@ private:
     net::awaitable<bool> flush_pending();
     net::awaitable<result<std::vector<std::uint64_t>>> run_script(std::string_view script,
                                                                   const std::vector<std::string>& categories);
+    // Runs a script with the lease keys and arguments, then `extra_args`.
+    net::awaitable<result<redis_value>> eval(std::string_view script, const std::vector<std::string>& categories,
+                                             std::vector<std::string> extra_args);
     net::awaitable<void> retry_loop();
+    net::awaitable<void> heartbeat_loop();
+    void on_pong(std::string_view token);
+    // Steady-clock time after which this instance's lease has certainly run out.
+    std::chrono::steady_clock::time_point lease_certainly_over() const;
 
     std::shared_ptr<redis_client> client_;
     std::string namespace_;
@@ -66,7 +105,23 @@ private:
     std::atomic<bool> subscribed_{false};
     std::atomic<bool> stopped_{false};
     std::atomic<bool> flushing_{false};  // a flush_pending() is in flight
-    generation_cache cache_;  // trusted only while subscribed_
+    generation_cache cache_;  // trusted only while subscribed_ and proven (proven_at_)
+
+    using steady = std::chrono::steady_clock;
+    // Send time of the last heartbeat whose pong came back (steady ticks; 0: none).
+    std::atomic<steady::rep> proven_at_{0};
+    const std::string member_;  // this instance's id in the lease set
+    mutable std::mutex lease_mutex_;
+    // Redis time minus our steady clock, at most (ms), and the round trip it was learnt on.
+    std::optional<std::int64_t> offset_hi_ms_;
+    steady::duration offset_rtt_{};
+    steady::time_point renewed_at_{};  // reply time of the last acknowledged renewal
+    steady::time_point last_renewal_sent_{};
+    bool renewal_sent_ = false;  // any renewal was ever sent (so a lease may exist)
+    std::atomic<bool> fenced_{false};  // a purge is held: stop renewing so the lease runs out
+    // Heartbeats whose pong is awaited: token -> send time.
+    std::deque<std::pair<std::uint64_t, steady::time_point>> pings_;
+    std::uint64_t next_ping_ = 0;
 };
 
 }  // namespace cachecar::cache::redis
