@@ -26,12 +26,17 @@ std::optional<std::uint64_t> to_generation(const redis_value& v) {
     return g;
 }
 
-// Every script starts with the lease check (KEYS[1]: the members sorted set, score =
-// lease expiry in Redis milliseconds; KEYS[2]: the all-category generation): members
-// whose lease ran out without a goodbye may have taken writes whose purges never
-// reached Redis, so everything is purged -- one bump of the all category, published
-// like any purge -- and they are forgotten. Every script does it, reads included, so
-// nothing is read from Redis after a lapse before the lapse has purged.
+// Every script starts with the lease check. KEYS[1]: the members sorted set (score =
+// lease expiry in Redis ms); KEYS[2]: the all-category generation; KEYS[3]: the lapsed
+// members (hash: member -> when its lapse was found). A member whose lease ran out
+// without a goodbye may have taken writes whose purges never reached Redis -- before
+// its lapse, and after it too, for as long as it is cut off. So at the lapse
+// everything is purged (one bump of the all category, published like any purge), and
+// then, while any member is lapsed, the namespace is fenced: reads fail (nothing is
+// served or stored from cache, by any instance) until the member comes back having
+// applied its held purges, or ARGV[4] ms pass (it crashed, most likely). Every script
+// does the check, reads included, so no read is served from Redis after a lapse
+// without it.
 //
 // Generation keys are created at the server's time in microseconds rather than at 0.
 // If Redis loses its data (restart without persistence, failover to an empty
@@ -39,7 +44,8 @@ std::optional<std::uint64_t> to_generation(const redis_value& v) {
 // entry stamped before the loss can never become valid again (the ABA a counter
 // restarting at 0 would allow).
 //
-// ARGV[1]: the purge channel, ARGV[2]: the database number, ARGV[3]: the all category.
+// ARGV[1]: the purge channel, ARGV[2]: the database number, ARGV[3]: the all category,
+// ARGV[4]: how long a lapse fences (ms). Categories are KEYS[4...].
 constexpr std::string_view lease_check = R"lua(
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -48,52 +54,73 @@ local function bump(k)
   if redis.call('EXISTS', k) == 0 then redis.call('SET', k, now_us) end
   return string.format('%.0f', redis.call('INCR', k))  -- tostring() would give 1.7e+15
 end
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now_ms))
+local before_now = '(' .. string.format('%.0f', now_ms)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before_now)
 if #lapsed > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now_ms))
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', before_now)
+  for _, m in ipairs(lapsed) do redis.call('HSET', KEYS[3], m, string.format('%.0f', now_ms)) end
   redis.call('PUBLISH', ARGV[1], 'db ' .. ARGV[2] .. '\n' .. bump(KEYS[2]) .. ' ' .. ARGV[3] .. '\n')
+end
+local fenced = 0
+local held = redis.call('HGETALL', KEYS[3])
+for i = 1, #held, 2 do
+  if tonumber(held[i + 1]) + tonumber(ARGV[4]) < now_ms then
+    redis.call('HDEL', KEYS[3], held[i])
+  else
+    fenced = fenced + 1
+  end
 end
 )lua";
 
-// The generations of KEYS[3...].
+// The generations of KEYS[4...]; an error reply while the namespace is fenced.
 const std::string read_script = std::string(lease_check) + R"lua(
+if fenced > 0 then return redis.error_reply('FENCED a member lapsed') end
 local out = {}
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v then
     redis.call('SET', KEYS[i], now_us)
     v = now_us
   end
-  out[i - 2] = v
+  out[i - 3] = v
 end
 return out
 )lua";
 
-// Bumps KEYS[3...] and publishes their new generations (ARGV[4...]: the categories) in
+// Bumps KEYS[4...] and publishes their new generations (ARGV[5...]: the categories) in
 // the same step: a purge recorded is a purge announced, even if the writer dies next.
+// Purges go through while fenced.
 const std::string bump_script = std::string(lease_check) + R"lua(
 local out = {}
 local msg = 'db ' .. ARGV[2] .. '\n'
-for i = 3, #KEYS do
-  out[i - 2] = bump(KEYS[i])
-  msg = msg .. out[i - 2] .. ' ' .. ARGV[i + 1] .. '\n'
+for i = 4, #KEYS do
+  out[i - 3] = bump(KEYS[i])
+  msg = msg .. out[i - 3] .. ' ' .. ARGV[i + 1] .. '\n'
 end
 redis.call('PUBLISH', ARGV[1], msg)
 return out
 )lua";
 
-// The heartbeat: the lease check, then this instance's lease (ARGV[4]: its member id,
-// '' for none; ARGV[5]: the lease in ms) is taken or extended -- unless the script runs
-// after ARGV[6], the renewal's deadline in Redis ms: a renewal that a frozen path
-// delivers late must not extend a lease its sender already counts as run out.
-// Returns {1 if renewed, the server's TIME}.
+// The heartbeat: the lease check, then this instance's lease (ARGV[5]: its member id,
+// '' for none; ARGV[6]: the lease in ms) is taken or extended -- unless the script runs
+// after ARGV[7], the renewal's deadline in Redis ms: a renewal that a frozen path
+// delivers late must not extend a lease its sender already counts as run out. A lapsed
+// member comes back (and stops fencing) only with ARGV[8] = '1': it holds no purge.
+// Returns {1 if renewed, the server's TIME, lapsed members fencing}.
 const std::string heartbeat_script = std::string(lease_check) + R"lua(
 local renewed = 0
-if ARGV[4] ~= '' and now_ms <= tonumber(ARGV[6]) then
-  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[5]), ARGV[4])
-  renewed = 1
+if ARGV[5] ~= '' and now_ms <= tonumber(ARGV[7]) then
+  local was_lapsed = redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1
+  if not was_lapsed or ARGV[8] == '1' then
+    if was_lapsed then
+      redis.call('HDEL', KEYS[3], ARGV[5])
+      fenced = fenced - 1
+    end
+    redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[6]), ARGV[5])
+    renewed = 1
+  end
 end
-return {renewed, t[1], t[2]}
+return {renewed, t[1], t[2], fenced}
 )lua";
 
 using steady = std::chrono::steady_clock;
@@ -134,12 +161,13 @@ net::awaitable<result<redis_value>> redis_generation_store::eval(std::string_vie
     static const std::string bump_sha = script_sha1(bump_script);
     static const std::string heartbeat_sha = script_sha1(heartbeat_script);
     const std::string& sha = script == read_script ? read_sha : script == bump_script ? bump_sha : heartbeat_sha;
-    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(categories.size() + 2), namespace_ + "::members",
-                                 generation_key(std::string(all_category))};
+    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(categories.size() + 3), namespace_ + "::members",
+                                 generation_key(std::string(all_category)), namespace_ + "::lapsed"};
     for (const auto& c : categories) cmd.push_back(generation_key(c));
     cmd.push_back(namespace_ + ":purge");
     cmd.push_back(std::to_string(client_->options().db));
     cmd.emplace_back(all_category);
+    cmd.push_back(std::to_string(lapse_fence_.count()));
     for (auto& a : extra_args) cmd.push_back(std::move(a));
     auto r = co_await client_->command(cmd);
     if (r && r->is_error() && r->str.starts_with("NOSCRIPT")) {
@@ -172,8 +200,12 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_s
 }
 
 redis_generation_store::redis_generation_store(std::shared_ptr<redis_client> client, std::string key_namespace,
-                                               stats::registry& metrics)
-    : client_(std::move(client)), namespace_(std::move(key_namespace)), metrics_(metrics), member_(new_member_id()) {}
+                                               stats::registry& metrics, std::chrono::milliseconds lapse_fence)
+    : client_(std::move(client)),
+      namespace_(std::move(key_namespace)),
+      metrics_(metrics),
+      member_(new_member_id()),
+      lapse_fence_(lapse_fence) {}
 
 std::string redis_generation_store::generation_key(const std::string& category) const {
     // "::" cannot start an entry key (route names are never empty), so clear() can
@@ -322,10 +354,11 @@ net::awaitable<void> redis_generation_store::heartbeat_loop() {
             }
         }
         const std::vector<std::string> no_categories;
-        auto renewal = args(member, std::to_string(lease.count()), std::to_string(deadline_ms));
+        auto renewal = args(member, std::to_string(lease.count()), std::to_string(deadline_ms),
+                            pending_purges() == 0 ? "1" : "0");
         auto r = co_await eval(heartbeat_script, no_categories, std::move(renewal));
         const auto replied = steady::now();
-        if (!r || r->type != redis_value::kind::array || r->elements.size() != 3) continue;
+        if (!r || r->type != redis_value::kind::array || r->elements.size() != 4) continue;
         const auto& e = r->elements;
         const auto sec = to_generation(e[1]), usec = to_generation(e[2]);
         if (!sec || !usec) continue;
@@ -336,7 +369,16 @@ net::awaitable<void> redis_generation_store::heartbeat_loop() {
             // most redis_ms - sent. Keep the sample with the shortest round trip lately.
             offset_hi_ms_ = redis_ms - steady_ms(sent);
             offset_rtt_ = replied - sent;
-            if (e[0].type == redis_value::kind::integer && e[0].integer == 1) renewed_at_ = replied;
+            if (e[0].type == redis_value::kind::integer && e[0].integer == 1) {
+                renewed_at_ = replied;
+                renewed_sent_ = sent;
+            }
+            if (e[3].type != redis_value::kind::integer || e[3].integer > 0) {
+                // A member lapsed: the namespace is fenced, the copy proves nothing.
+                pings_.clear();
+                proven_at_ = 0;
+                continue;
+            }
             pings_.emplace_back(++next_ping_, sent);
             if (pings_.size() > 256) pings_.pop_front();
         }
@@ -415,6 +457,16 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(
             std::chrono::duration<double>(steady::now() - started).count();
     }
     if (!r) {
+        // Released: other instances found (or will find) this instance's lease run out
+        // and fence until it is back with this purge applied -- unless the lease ran
+        // out so long ago that the fence may have been lifted (a cut-off longer than
+        // lapse_fence): counted, since read-after-write is then not guaranteed.
+        bool unprotected = false;
+        {
+            std::lock_guard lock(lease_mutex_);
+            unprotected = renewal_sent_ && steady::now() > renewed_sent_ + lease + lapse_fence_ - 2 * clock_margin;
+        }
+        if (unprotected) metrics_.get("cachecar_purges_unprotected_total", {{"tier", "redis"}})++;
         // Kept: applied as soon as Redis answers; until then nothing is served from
         // cache by this instance (see current()).
         cache_.add_pending(categories);

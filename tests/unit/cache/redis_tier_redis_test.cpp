@@ -348,31 +348,34 @@ TEST_F(redis_generations_test, a_silent_subscription_stops_being_trusted_within_
     store->stop();
 }
 
-TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_purge_everything) {
+TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_purge_and_fence) {
     // An instance that vanishes without a goodbye (SIGKILL, a cut network) may have
-    // taken writes whose purges never reached Redis: once its lease runs out, the next
-    // script anyone runs purges everything, and the copies hear of it.
+    // taken writes whose purges never reached Redis, and may still be taking them:
+    // once its lease runs out, the next script anyone runs purges everything and
+    // fences the namespace -- nothing is read from cache by anyone -- until it comes
+    // back with its purges applied, or the fence's time (here 1 s) has passed.
     client_host other_host;
     auto other_client = connect(other_host, server().url());
-    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
-    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
+    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_, 1s);
+    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_, 1s);
     a->start(host_.io.get_executor());
     b->start(other_host.io.get_executor());
     ASSERT_TRUE(trusted_soon(*a) && trusted_soon(*b));
     ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); })) << "both hold a lease";
     const auto before = all_generation(*b);
-    const std::vector<cache::category_stamp> old{{"*", before}};
-    ASSERT_EQ(b->validate_cached(old), std::optional<bool>(true));
     a->stop();  // no goodbye: its lease just stops being renewed
-    EXPECT_TRUE(within(3s, [&] { return b->validate_cached(old) == std::optional<bool>(false); }))
-        << "b's copy never heard of the purge-everything";
-    EXPECT_GT(all_generation(*b), before);
+    EXPECT_TRUE(within(3s, [&] { return !run_on(io_, b->current({"*"})).has_value(); })) << "never fenced";
+    EXPECT_TRUE(within(1s, [&] { return !b->copy_trusted(); })) << "a fenced namespace proves no copy";
     EXPECT_FALSE(member(*a));
-    EXPECT_TRUE(member(*b)) << "b kept renewing";
-    // One lapse, one purge: nothing more while b alone renews.
+    EXPECT_EQ(server().command({"HEXISTS", "ns::lapsed", a->member_id()}), "1");
+    EXPECT_GT(std::stoull(server().command({"GET", "ns::gen:*"})), before) << "the lapse purged everything";
+    // a never comes back: the fence lifts after its time, and b serves again.
+    EXPECT_TRUE(within(4s, [&] { return run_on(io_, b->current({"*"})).has_value(); }));
+    EXPECT_TRUE(trusted_soon(*b));
     const auto after = all_generation(*b);
+    EXPECT_GT(after, before);
     std::this_thread::sleep_for(redis::redis_generation_store::lease + 200ms);
-    EXPECT_EQ(all_generation(*b), after);
+    EXPECT_EQ(all_generation(*b), after) << "one lapse, one purge";
     b->stop();
     other_client->stop();
 }
@@ -417,13 +420,17 @@ TEST_F(redis_generations_test, a_purge_redis_cannot_take_is_released_only_once_e
     EXPECT_LE(held, redis::redis_generation_store::hold_bound() + 1s) << "writes stay available";
     EXPECT_EQ(a->pending_purges(), 1u);
     server().resume();
-    auto after = run_on(io_, b->current({"videos", "*"}));
-    ASSERT_TRUE(after.has_value());
-    EXPECT_GT((*after)[1], (*gens)[1]) << "b read Redis without the purge-everything the lapse owes";
+    // Whatever runs first finds the lapses and fences; a comes back only once its
+    // held purge is applied, and then b reads the purge-everything and the purge.
     EXPECT_TRUE(within(3s, [&] { return a->pending_purges() == 0; }));
-    auto later = run_on(io_, b->current({"videos", "*"}));
+    cachecar::result<std::vector<std::uint64_t>> later = make_error_code(redis::redis_error::disconnected);
+    EXPECT_TRUE(within(5s, [&] {
+        later = run_on(io_, b->current({"videos", "*"}));
+        return later.has_value();
+    }));
     ASSERT_TRUE(later.has_value());
-    EXPECT_GT((*later)[0], (*gens)[0]) << "the held purge landed too";
+    EXPECT_GT((*later)[1], (*gens)[1]) << "no purge-everything for the lapse";
+    EXPECT_GT((*later)[0], (*gens)[0]) << "the held purge did not land";
     a->stop();
     b->stop();
     other_client->stop();

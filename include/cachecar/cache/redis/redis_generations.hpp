@@ -14,7 +14,9 @@
 //  - Every instance holds a lease in Redis ("<namespace>::members", renewed by the
 //    heartbeat). Any script first purges everything (one bump of the all category)
 //    for each lease that ran out without a goodbye, since its holder may have taken
-//    writes whose purges never reached Redis.
+//    writes whose purges never reached Redis, and then fences the namespace (reads
+//    fail: nothing served from cache) until that member is back with its held purges
+//    applied, or lapse_fence has passed.
 //  - A write's purge that Redis cannot take is retried; the write's response is held
 //    until the purge is recorded or this instance's own lease has certainly run out
 //    (it stops renewing meanwhile), at most hold_bound(). After that every other
@@ -44,7 +46,7 @@ class redis_generation_store final : public generation_store,
                                      public std::enable_shared_from_this<redis_generation_store> {
 public:
     redis_generation_store(std::shared_ptr<redis_client> client, std::string key_namespace,
-                           stats::registry& metrics);
+                           stats::registry& metrics, std::chrono::milliseconds lapse_fence = default_lapse_fence);
 
     // Subscribes to the purge channel and starts retrying pending purges.
     void start(net::any_io_executor ex);
@@ -72,6 +74,9 @@ public:
     // offset learnt from the server's clock): one executed later, after a frozen path
     // let it through, is refused, so a lease never outlives our estimate of it.
     static constexpr std::chrono::milliseconds renewal_slack{100};
+    // How long a member's lapse fences the namespace at most (nothing served from cache
+    // by anyone) if it does not come back: a crashed instance never does.
+    static constexpr std::chrono::milliseconds default_lapse_fence{10000};
     // Allowance for the Redis server's clock running slower than ours over a lease.
     static constexpr std::chrono::milliseconds clock_margin{50};
     // The longest a write's response waits for its purge while Redis cannot take it,
@@ -111,11 +116,13 @@ private:
     // Send time of the last heartbeat whose pong came back (steady ticks; 0: none).
     std::atomic<steady::rep> proven_at_{0};
     const std::string member_;  // this instance's id in the lease set
+    const std::chrono::milliseconds lapse_fence_;
     mutable std::mutex lease_mutex_;
     // Redis time minus our steady clock, at most (ms), and the round trip it was learnt on.
     std::optional<std::int64_t> offset_hi_ms_;
     steady::duration offset_rtt_{};
-    steady::time_point renewed_at_{};  // reply time of the last acknowledged renewal
+    steady::time_point renewed_at_{};    // reply time of the last acknowledged renewal
+    steady::time_point renewed_sent_{};  // and its send time
     steady::time_point last_renewal_sent_{};
     bool renewal_sent_ = false;  // any renewal was ever sent (so a lease may exist)
     std::atomic<bool> fenced_{false};  // a purge is held: stop renewing so the lease runs out
