@@ -96,7 +96,9 @@ struct app::impl {
           memory(std::make_shared<cache::memory_tier>(cfg.tiers.memory.max_bytes)),
           redis(make_redis_client(cfg, io, metrics)),
           redis_generations(redis ? std::make_shared<cache::redis::redis_generation_store>(
-                                        redis, cfg.server.key_namespace, metrics)
+                                        redis, cfg.server.key_namespace, metrics,
+                                        cache::redis::redis_generation_store::default_lapse_fence,
+                                        cfg.tiers.redis->confirm_purges)
                                   : nullptr),
           mongo(make_mongo_connection(cfg, metrics)),
           generations(make_generations(redis_generations, mongo, cfg, metrics)),

@@ -86,7 +86,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>>& s
           "client_idle_timeout", "tunnel_idle_timeout", "drain_timeout", "max_connections"}},
         {"tiers", {"memory", "redis", "mongo"}},
         {"tiers.memory", {"max_bytes"}},
-        {"tiers.redis", {"url", "timeout", "pool"}},
+        {"tiers.redis", {"url", "timeout", "pool", "confirm_purges"}},
         {"tiers.mongo", {"uri", "database", "collection", "timeout"}},
         {"routes[]",
          {"name", "match", "tiers", "ttl", "key", "categories", "shared", "status", "stale_if_error",
@@ -705,6 +705,7 @@ private:
                     }
                     if (m.key == "timeout") read_duration(m.value, r.timeout, true);
                     if (m.key == "pool") read_uint(m.value, r.pool, 1, 1024);
+                    if (m.key == "confirm_purges") read_bool(m.value, r.confirm_purges);
                 }
                 t.redis = r;
             } else if (e.key == "mongo") {

@@ -180,18 +180,23 @@ std::string registry::render_prometheus(const std::vector<gauge_sample>& gauges)
         out += format_double(g.value);
         out += '\n';
     }
-    announce("cachecar_upstream_seconds", "histogram", "Time to receive an upstream response, in seconds.");
-    auto counts = upstream_seconds_.bucket_counts();
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < histogram::bounds.size(); ++i) {
-        cumulative += counts[i];
-        out += "cachecar_upstream_seconds_bucket{le=\"" + format_double(histogram::bounds[i]) + "\"} " +
-               std::to_string(cumulative) + '\n';
-    }
-    cumulative += counts.back();
-    out += "cachecar_upstream_seconds_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + '\n';
-    out += "cachecar_upstream_seconds_sum " + format_double(upstream_seconds_.sum()) + '\n';
-    out += "cachecar_upstream_seconds_count " + std::to_string(cumulative) + '\n';
+    auto render_histogram = [&](const std::string& name, const char* help, const histogram& h) {
+        announce(name, "histogram", help);
+        const auto counts = h.bucket_counts();
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < histogram::bounds.size(); ++i) {
+            cumulative += counts[i];
+            out += name + "_bucket{le=\"" + format_double(histogram::bounds[i]) + "\"} " + std::to_string(cumulative) + '\n';
+        }
+        cumulative += counts.back();
+        out += name + "_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + '\n';
+        out += name + "_sum " + format_double(h.sum()) + '\n';
+        out += name + "_count " + std::to_string(cumulative) + '\n';
+    };
+    render_histogram("cachecar_upstream_seconds", "Time to receive an upstream response, in seconds.", upstream_seconds_);
+    render_histogram("cachecar_purge_propagation_seconds",
+                     "From a purge recorded in Redis to every live instance having applied it, in seconds.",
+                     purge_propagation_seconds_);
     return out;
 }
 

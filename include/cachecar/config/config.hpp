@@ -76,6 +76,9 @@ struct redis_tier_config {
     std::string url = "redis://127.0.0.1:6379/0";
     duration timeout = std::chrono::milliseconds(50);
     unsigned pool = 8;
+    // A write's response waits until every other live instance has applied its purge
+    // (or cannot be trusting its copy any more): no memory-tier window at all.
+    bool confirm_purges = true;
 };
 
 struct mongo_tier_config {

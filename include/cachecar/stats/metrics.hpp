@@ -60,6 +60,8 @@ public:
     counter& tier_op(std::string_view tier, std::string_view op, std::string_view outcome);
 
     histogram& upstream_seconds() { return upstream_seconds_; }
+    // From a purge recorded in Redis to every live instance having applied it.
+    histogram& purge_propagation_seconds() { return purge_propagation_seconds_; }
 
     // Gauges are sampled when rendering.
     struct gauge_sample {
@@ -88,6 +90,7 @@ private:
     std::map<std::string, series, std::less<>> series_;  // keyed by name{labels}
     std::map<std::string, std::unique_ptr<route_counters>, std::less<>> routes_;
     histogram upstream_seconds_;
+    histogram purge_propagation_seconds_;
 };
 
 }  // namespace cachecar::stats

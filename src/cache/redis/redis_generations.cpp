@@ -61,6 +61,15 @@ if #lapsed > 0 then
   for _, m in ipairs(lapsed) do redis.call('HSET', KEYS[3], m, string.format('%.0f', now_ms)) end
   redis.call('PUBLISH', ARGV[1], 'db ' .. ARGV[2] .. '\n' .. bump(KEYS[2]) .. ' ' .. ARGV[3] .. '\n')
 end
+-- '~since' (score: the time it was added + 1e13, never lapsing) dates the member set:
+-- a set younger than a trust window may miss members a wipe (FLUSHALL, a restart)
+-- removed, whose copies are still trusted.
+local since = redis.call('ZSCORE', KEYS[1], '~since')
+if not since then
+  since = now_ms + 1e13
+  redis.call('ZADD', KEYS[1], since, '~since')
+end
+local members_age = now_ms - (since - 1e13)
 local fenced = 0
 local held = redis.call('HGETALL', KEYS[3])
 for i = 1, #held, 2 do
@@ -87,18 +96,21 @@ end
 return out
 )lua";
 
-// Bumps KEYS[4...] and publishes their new generations (ARGV[5...]: the categories) in
+// Bumps KEYS[4...] and publishes their new generations (ARGV[6...]: the categories) in
 // the same step: a purge recorded is a purge announced, even if the writer dies next.
-// Purges go through while fenced.
+// ARGV[5]: a token every other instance acknowledges once it has applied the purge
+// ('' for none). Purges go through while fenced. Returns {generations, live members,
+// the member set's age in ms}.
 const std::string bump_script = std::string(lease_check) + R"lua(
 local out = {}
 local msg = 'db ' .. ARGV[2] .. '\n'
+if ARGV[5] ~= '' then msg = msg .. 'ack ' .. ARGV[5] .. '\n' end
 for i = 4, #KEYS do
   out[i - 3] = bump(KEYS[i])
-  msg = msg .. out[i - 3] .. ' ' .. ARGV[i + 1] .. '\n'
+  msg = msg .. out[i - 3] .. ' ' .. ARGV[i + 2] .. '\n'
 end
 redis.call('PUBLISH', ARGV[1], msg)
-return out
+return {out, redis.call('ZRANGE', KEYS[1], 0, -1), string.format('%.0f', members_age)}
 )lua";
 
 // The heartbeat: the lease check, then this instance's lease (ARGV[5]: its member id,
@@ -181,10 +193,8 @@ net::awaitable<result<redis_value>> redis_generation_store::eval(std::string_vie
 
 net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_script(
     std::string_view script, const std::vector<std::string>& categories) {
-    // The bump script also names the categories in its message.
-    std::vector<std::string> extra;
-    if (script == bump_script) extra = categories;
-    auto r = co_await eval(script, categories, std::move(extra));
+    std::vector<std::string> no_extra;
+    auto r = co_await eval(script, categories, std::move(no_extra));
     if (!r) co_return r.error();
     if (r->type != redis_value::kind::array || r->elements.size() != categories.size()) {
         co_return make_error_code(redis_error::reply_error);
@@ -199,13 +209,41 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::run_s
     co_return out;
 }
 
+net::awaitable<result<redis_generation_store::recorded>> redis_generation_store::record(
+    const std::vector<std::string>& categories, std::string token) {
+    std::vector<std::string> extra;
+    extra.reserve(categories.size() + 1);
+    extra.push_back(std::move(token));
+    for (const auto& c : categories) extra.push_back(c);  // named again in the message
+    auto r = co_await eval(bump_script, categories, std::move(extra));
+    if (!r) co_return r.error();
+    if (r->type != redis_value::kind::array || r->elements.size() != 3 ||
+        r->elements[0].elements.size() != categories.size()) {
+        co_return make_error_code(redis_error::reply_error);
+    }
+    recorded out;
+    for (const auto& v : r->elements[0].elements) {
+        auto g = to_generation(v);
+        if (!g) co_return make_error_code(redis_error::reply_error);
+        out.generations.push_back(*g);
+    }
+    for (const auto& m : r->elements[1].elements) {
+        if (m.str != "~since") out.members.push_back(m.str);
+    }
+    const auto age = to_generation(r->elements[2]);
+    out.members_complete = age && std::chrono::milliseconds(*age) >= trust_window + clock_margin;
+    co_return out;
+}
+
 redis_generation_store::redis_generation_store(std::shared_ptr<redis_client> client, std::string key_namespace,
-                                               stats::registry& metrics, std::chrono::milliseconds lapse_fence)
+                                               stats::registry& metrics, std::chrono::milliseconds lapse_fence,
+                                               bool confirm_purges)
     : client_(std::move(client)),
       namespace_(std::move(key_namespace)),
       metrics_(metrics),
       member_(new_member_id()),
-      lapse_fence_(lapse_fence) {}
+      lapse_fence_(lapse_fence),
+      confirm_purges_(confirm_purges) {}
 
 std::string redis_generation_store::generation_key(const std::string& category) const {
     // "::" cannot start an entry key (route names are never empty), so clear() can
@@ -234,16 +272,45 @@ void redis_generation_store::on_message(std::string_view payload) {
     // Channels are global across Redis databases; only our database's purges count.
     if (payload.substr(0, line_end) != "db " + std::to_string(client_->options().db)) return;
     payload.remove_prefix(line_end + 1);
+    std::string ack;  // the writer's token, acknowledged once the purge is applied
     while (!payload.empty()) {
         line_end = payload.find('\n');
         auto line = payload.substr(0, line_end);
         payload = line_end == std::string_view::npos ? std::string_view{} : payload.substr(line_end + 1);
+        if (line.starts_with("ack ")) {
+            ack = std::string(line.substr(4));
+            continue;
+        }
         auto space = line.find(' ');
         if (space == std::string_view::npos) continue;
         std::uint64_t g = 0;
         auto [p, ec] = std::from_chars(line.data(), line.data() + space, g);
         if (ec != std::errc{}) continue;
         cache_.raise(std::string(line.substr(space + 1)), g);
+    }
+    // Applied: this copy now refuses everything the purge covers. Tell the writer,
+    // unless the writer is this instance.
+    if (!ack.empty() && !ack.starts_with(member_ + ":") && executor_) {
+        auto client = client_;
+        auto reply = args("PUBLISH", namespace_ + ":ack", ack + " " + member_);
+        net::co_spawn(
+            executor_, [client, reply]() mutable -> net::awaitable<void> { (void)co_await client->command(std::move(reply)); },
+            net::detached);
+    }
+}
+
+void redis_generation_store::on_ack(std::string_view payload) {
+    const auto space = payload.find(' ');
+    if (space == std::string_view::npos) return;
+    const std::string token(payload.substr(0, space));
+    const std::string member(payload.substr(space + 1));
+    std::lock_guard lock(confirm_mutex_);
+    auto it = confirmations_.find(token);
+    if (it == confirmations_.end()) return;
+    auto& w = *it->second;
+    w.acked.insert(member);
+    if (w.members_known && w.members_complete && std::includes(w.acked.begin(), w.acked.end(), w.waiting.begin(), w.waiting.end())) {
+        net::post(w.timer.get_executor(), [keep = it->second] { keep->timer.cancel(); });
     }
 }
 
@@ -264,7 +331,16 @@ void redis_generation_store::on_pong(std::string_view token) {
 }
 
 void redis_generation_store::start(net::any_io_executor ex) {
+    executor_ = ex;
     std::weak_ptr<redis_generation_store> weak = weak_from_this();
+    if (confirm_purges_) {
+        client_->subscribe(
+            namespace_ + ":ack",
+            [weak](std::string_view payload) {
+                if (auto self = weak.lock()) self->on_ack(payload);
+            },
+            [](bool) {});  // without acks, a writer waits out the trust window instead
+    }
     client_->subscribe(
         namespace_ + ":purge",
         [weak](std::string_view payload) {
@@ -404,9 +480,9 @@ net::awaitable<bool> redis_generation_store::flush_pending() {
     // One bump per category covers all its pending purges.
     auto categories = taken;
     categories.erase(std::unique(categories.begin(), categories.end()), categories.end());
-    auto r = co_await run_script(bump_script, categories);
+    auto r = co_await record(categories, std::string());
     if (!r) co_return false;
-    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], r->generations[i]);
     cache_.settle(taken);
     if (cache_.pending_count() == 0) fenced_ = false;  // renew the lease again
     logging::get("redis")->info("redis: {} deferred purges applied", categories.size());
@@ -440,18 +516,38 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::curre
 
 net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(std::vector<std::string> categories) {
     const auto started = steady::now();
-    auto r = co_await run_script(bump_script, categories);
+    // With confirmation, the waiter exists before the purge is published: an ack may
+    // come back before the script's own reply does.
+    std::string token;
+    std::shared_ptr<confirmation> waiter;
+    if (confirm_purges_) {
+        token = member_ + ":" + std::to_string(next_token_.fetch_add(1) + 1);
+        waiter = std::make_shared<confirmation>(co_await net::this_coro::executor);
+        std::lock_guard lock(confirm_mutex_);
+        confirmations_.emplace(token, waiter);
+    }
+    struct forget {
+        redis_generation_store& store;
+        const std::string& token;
+        ~forget() {
+            if (token.empty()) return;
+            std::lock_guard lock(store.confirm_mutex_);
+            store.confirmations_.erase(token);
+        }
+    } forgotten{*this, token};
+
+    auto r = co_await record(categories, token);
     if (!r) {
         // Not recorded: the write's response waits until it is, or until this
         // instance's lease has certainly run out (renewals stop meanwhile), after which
-        // every other instance purges everything before serving again.
+        // every other instance purges everything and fences before serving again.
         fenced_ = true;
         net::steady_timer wait(co_await net::this_coro::executor);
         while (!r && steady::now() < lease_certainly_over()) {
             wait.expires_after(std::chrono::milliseconds(50));
             error_code ec;
             co_await wait.async_wait(net::redirect_error(net::use_awaitable, ec));
-            r = co_await run_script(bump_script, categories);
+            r = co_await record(categories, token);
         }
         metrics_.get("cachecar_purge_hold_seconds_total", {{"tier", "redis"}}) +=
             std::chrono::duration<double>(steady::now() - started).count();
@@ -475,9 +571,39 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(
                                     r.error().message());
         co_return r.error();
     }
+    const auto recorded_at = steady::now();
     if (cache_.pending_count() == 0) fenced_ = false;
-    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
-    co_return std::move(*r);
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], r->generations[i]);
+
+    if (waiter) {
+        // Released once every other live instance has applied the purge, or once none
+        // of them can still be trusting a copy proven before it (trust_window): either
+        // way no memory tier anywhere can serve what the purge covers.
+        bool all_acked = false;
+        {
+            std::lock_guard lock(confirm_mutex_);
+            for (auto& m : r->members) {
+                if (m != member_) waiter->waiting.insert(std::move(m));
+            }
+            waiter->members_known = true;
+            waiter->members_complete = r->members_complete;
+            // A member set younger than a trust window (Redis wiped) may lack members
+            // whose copies are still trusted: then wait the window out.
+            all_acked = r->members_complete && std::includes(waiter->acked.begin(), waiter->acked.end(), waiter->waiting.begin(),
+                                      waiter->waiting.end());
+        }
+        if (!all_acked) {
+            waiter->timer.expires_after(trust_window + clock_margin);
+            error_code ec;
+            co_await waiter->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            if (!ec) metrics_.get("cachecar_purge_confirmations_total", {{"outcome", "timeout"}})++;
+            else metrics_.get("cachecar_purge_confirmations_total", {{"outcome", "acknowledged"}})++;
+        } else {
+            metrics_.get("cachecar_purge_confirmations_total", {{"outcome", "acknowledged"}})++;
+        }
+        metrics_.purge_propagation_seconds().observe(std::chrono::duration<double>(steady::now() - recorded_at).count());
+    }
+    co_return std::move(r->generations);
 }
 
 }  // namespace cachecar::cache::redis

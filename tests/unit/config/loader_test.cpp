@@ -445,8 +445,16 @@ TEST(loader, bare_tier_key_configures_it_with_defaults) {
     auto cfg = load_ok("tiers:\n  redis:\n  mongo: {}\n");
     ASSERT_TRUE(cfg.tiers.redis);
     EXPECT_EQ(cfg.tiers.redis->url, "redis://127.0.0.1:6379/0");
+    EXPECT_TRUE(cfg.tiers.redis->confirm_purges) << "purge confirmation is on by default";
     ASSERT_TRUE(cfg.tiers.mongo);
     EXPECT_EQ(cfg.tiers.mongo->collection, "cache");
+}
+
+TEST(loader, redis_purge_confirmation) {
+    EXPECT_FALSE(load_ok("tiers:\n  redis: { confirm_purges: false }\n").tiers.redis->confirm_purges);
+    EXPECT_EQ(diagnostics("tiers:\n  redis: { confirm_purges: sometimes }\n"),
+              (std::vector<std::string>{
+                  "t.yaml:2:28: tiers.redis.confirm_purges: bad boolean \"sometimes\" (expected true or false)"}));
 }
 
 TEST(loader, route_tiers) {

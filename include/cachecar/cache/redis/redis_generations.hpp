@@ -33,6 +33,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -46,7 +47,8 @@ class redis_generation_store final : public generation_store,
                                      public std::enable_shared_from_this<redis_generation_store> {
 public:
     redis_generation_store(std::shared_ptr<redis_client> client, std::string key_namespace,
-                           stats::registry& metrics, std::chrono::milliseconds lapse_fence = default_lapse_fence);
+                           stats::registry& metrics, std::chrono::milliseconds lapse_fence = default_lapse_fence,
+                           bool confirm_purges = true);
 
     // Subscribes to the purge channel and starts retrying pending purges.
     void start(net::any_io_executor ex);
@@ -95,6 +97,14 @@ private:
     net::awaitable<bool> flush_pending();
     net::awaitable<result<std::vector<std::uint64_t>>> run_script(std::string_view script,
                                                                   const std::vector<std::string>& categories);
+    struct recorded {
+        std::vector<std::uint64_t> generations;
+        std::vector<std::string> members;  // live members when the purge was recorded
+        bool members_complete = false;     // the member set is old enough to hold every trusted copy
+    };
+    // Bumps and publishes `categories`, announcing `token` for acknowledgements.
+    net::awaitable<result<recorded>> record(const std::vector<std::string>& categories, std::string token);
+    void on_ack(std::string_view payload);
     // Runs a script with the lease keys and arguments, then `extra_args`.
     net::awaitable<result<redis_value>> eval(std::string_view script, const std::vector<std::string>& categories,
                                              std::vector<std::string> extra_args);
@@ -117,6 +127,20 @@ private:
     std::atomic<steady::rep> proven_at_{0};
     const std::string member_;  // this instance's id in the lease set
     const std::chrono::milliseconds lapse_fence_;
+    const bool confirm_purges_;
+    net::any_io_executor executor_;  // for acknowledgements (set by start())
+    // A write waiting for its purge to be applied everywhere.
+    struct confirmation {
+        explicit confirmation(net::any_io_executor ex) : timer(std::move(ex)) {}
+        std::set<std::string> waiting;  // other live members, once the purge is recorded
+        std::set<std::string> acked;
+        bool members_known = false;
+        bool members_complete = false;
+        net::steady_timer timer;  // cancelled when every member has acked
+    };
+    std::mutex confirm_mutex_;
+    std::map<std::string, std::shared_ptr<confirmation>> confirmations_;
+    std::atomic<std::uint64_t> next_token_{0};
     mutable std::mutex lease_mutex_;
     // Redis time minus our steady clock, at most (ms), and the round trip it was learnt on.
     std::optional<std::int64_t> offset_hi_ms_;
