@@ -141,9 +141,10 @@ net::awaitable<bool> mongo_generation_store::flush_pending() {
     const auto& o = im.options;
     // A named job, not a temporary: see coalescer.hpp (GCC 12 and co_await).
     std::function<result<std::vector<std::uint64_t>>(mongoc_client_t*)> job0 = [&o, ns = namespace_, categories](mongoc_client_t* c) { return bump_generations(c, o, ns, categories); };
+    const auto asked = generation_cache::steady::now();
     auto r = co_await im.run<std::vector<std::uint64_t>>(std::move(job0));
     if (!r) co_return false;
-    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i], asked);
     cache_.settle(pending);
     logging::get("mongo")->info("mongo: {} deferred purges applied{}", pending.size(),
                                 everything ? " as one purge of everything" : "");
@@ -157,9 +158,12 @@ net::awaitable<result<std::vector<std::uint64_t>>> mongo_generation_store::curre
     const auto& o = im.options;
     // A named job, not a temporary: see coalescer.hpp (GCC 12 and co_await).
     std::function<result<std::vector<std::uint64_t>>(mongoc_client_t*)> job1 = [&o, ns = namespace_, categories](mongoc_client_t* c) { return read_generations(c, o, ns, categories); };
+    // The copy is dated by when MongoDB was asked, not when it answered: what it read
+    // is at least that fresh, so a slow answer cannot stretch max_staleness.
+    const auto asked = generation_cache::steady::now();
     auto r = co_await im.run<std::vector<std::uint64_t>>(std::move(job1));
     if (!r) co_return r.error();
-    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i], asked);
     co_return std::move(*r);
 }
 
@@ -168,6 +172,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> mongo_generation_store::bump(
     const auto& o = im.options;
     // A named job, not a temporary: see coalescer.hpp (GCC 12 and co_await).
     std::function<result<std::vector<std::uint64_t>>(mongoc_client_t*)> job2 = [&o, ns = namespace_, categories](mongoc_client_t* c) { return bump_generations(c, o, ns, categories); };
+    const auto asked = generation_cache::steady::now();
     auto r = co_await im.run<std::vector<std::uint64_t>>(std::move(job2));
     if (!r) {
         // Applied when MongoDB answers again (the next current() retries first);
@@ -177,7 +182,7 @@ net::awaitable<result<std::vector<std::uint64_t>>> mongo_generation_store::bump(
         logging::get("mongo")->warn("mongo: purge of {} categories deferred: {}", categories.size(), r.error().message());
         co_return r.error();
     }
-    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i]);
+    for (std::size_t i = 0; i < categories.size(); ++i) cache_.raise(categories[i], (*r)[i], asked);
     co_return std::move(*r);
 }
 

@@ -324,6 +324,32 @@ TEST_F(mongo_tier_test, generations_are_shared_between_stores) {
     other->stop();
 }
 
+TEST_F(mongo_tier_test, a_slow_answer_does_not_stretch_the_copys_bound) {
+    // The copy is dated by when MongoDB was asked: an answer that took longer than
+    // max_staleness to come back is already too old to validate anything.
+    auto* server = target().server();
+    if (!server) {
+        GTEST_SKIP() << "stalling needs the test server";
+    }
+    mongo::mongo_generation_store store(connection_, "ns", metrics_, 100ms);
+    auto first = run_on(io_, store.current({"videos", "*"}));
+    ASSERT_TRUE(first.has_value()) << first.error().message();
+    const std::vector<cache::category_stamp> stamps{{"videos", (*first)[0]}, {"*", (*first)[1]}};
+    std::this_thread::sleep_for(150ms);
+    ASSERT_EQ(store.validate_cached(stamps), std::nullopt) << "aged out";
+    server->stall(true);
+    cachecar::result<std::vector<std::uint64_t>> slow = make_error_code(boost::system::errc::timed_out);
+    std::thread asker([&] {
+        cachecar::net::io_context io;
+        slow = run_on(io, store.current({"videos", "*"}));
+    });
+    std::this_thread::sleep_for(200ms);  // past max_staleness, within the 500 ms timeout
+    server->stall(false);
+    asker.join();
+    ASSERT_TRUE(slow.has_value()) << slow.error().message();
+    EXPECT_EQ(store.validate_cached(stamps), std::nullopt) << "dated by the answer instead of the question";
+}
+
 TEST_F(mongo_tier_test, purge_during_outage_is_kept_and_applied_later) {
     auto* server = target().server();
     if (!server) {

@@ -92,10 +92,13 @@ private:
 // MongoDB but no Redis, so several instances still share purges.
 //
 // MongoDB has no cheap broadcast, so each instance trusts its local copy of a
-// generation for at most `max_staleness` (default 1 s) before asking again. The
-// bound this gives: another instance's *memory* tier may serve a purged entry for up
-// to max_staleness (+ one timeout). The instance that forwarded the write, and the
-// MongoDB tier itself (always checked against the server), are exact.
+// generation for at most `max_staleness` (default 1 s) before asking again, counted
+// from when it asked (so a slow answer cannot stretch it). The bound this gives:
+// another instance's *memory* tier may serve a purged entry for up to max_staleness
+// after the purge was recorded. The instance that forwarded the write, and the
+// MongoDB tier itself (always checked against the server), are exact. Not covered
+// (unlike with Redis): a purge MongoDB cannot take is known to its writer only, until
+// MongoDB takes it.
 class mongo_generation_store final : public generation_store {
 public:
     mongo_generation_store(std::shared_ptr<mongo_connection> connection, std::string key_namespace,
