@@ -438,6 +438,7 @@ net::awaitable<void> redis_generation_store::heartbeat_loop() {
         const auto& e = r->elements;
         const auto sec = to_generation(e[1]), usec = to_generation(e[2]);
         if (!sec || !usec) continue;
+        std::uint64_t token = 0;
         {
             std::lock_guard lock(lease_mutex_);
             const auto redis_ms = static_cast<std::int64_t>(*sec * 1000 + *usec / 1000);
@@ -455,11 +456,12 @@ net::awaitable<void> redis_generation_store::heartbeat_loop() {
                 proven_at_ = 0;
                 continue;
             }
-            pings_.emplace_back(++next_ping_, sent);
+            token = ++next_ping_;
+            pings_.emplace_back(token, sent);
             if (pings_.size() > 256) pings_.pop_front();
         }
         // Its pong proves the copy holds every purge published before `sent`.
-        client_->ping_subscriptions(std::to_string(next_ping_));
+        client_->ping_subscriptions(std::to_string(token));
     }
 }
 

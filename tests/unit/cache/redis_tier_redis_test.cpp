@@ -275,15 +275,29 @@ protected:
         EXPECT_TRUE(r.has_value());
         return r ? (*r)[0] : 0;
     }
+    // Two instances sharing Redis, started: a_ on the fixture's client, b_ on its own.
+    void start_pair(std::chrono::milliseconds lapse_fence = redis::redis_generation_store::default_lapse_fence) {
+        other_client_ = connect(other_host_, server().url());
+        a_ = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_, lapse_fence);
+        b_ = std::make_shared<redis::redis_generation_store>(other_client_, "ns", metrics_, lapse_fence);
+        a_->start(host_.io.get_executor());
+        b_->start(other_host_.io.get_executor());
+    }
+    void TearDown() override {
+        if (a_) a_->stop();
+        if (b_) b_->stop();
+        if (other_client_) other_client_->stop();
+        redis_tier_test::TearDown();
+    }
+    client_host other_host_;
+    std::shared_ptr<redis::redis_client> other_client_;
+    std::shared_ptr<redis::redis_generation_store> a_, b_;
 };
 
 TEST_F(redis_generations_test, bump_is_seen_by_another_instance_through_the_channel) {
-    client_host other_host;
-    auto other_client = connect(other_host, server().url());
-    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
-    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
-    a->start(host_.io.get_executor());
-    b->start(other_host.io.get_executor());
+    start_pair();
+    auto& a = a_;
+    auto& b = b_;
     ASSERT_TRUE(trusted_soon(*a) && trusted_soon(*b)) << "a heartbeat's pong proves each copy";
 
     auto before = run_on(io_, b->current({"videos", "*"}));
@@ -302,9 +316,6 @@ TEST_F(redis_generations_test, bump_is_seen_by_another_instance_through_the_chan
         if (!invalidated) std::this_thread::sleep_for(5ms);
     }
     EXPECT_TRUE(invalidated) << "the purge message did not reach the other instance";
-    a->stop();
-    b->stop();
-    other_client->stop();
 }
 
 TEST_F(redis_generations_test, lost_subscription_means_ask_redis) {
@@ -354,12 +365,9 @@ TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_
     // once its lease runs out, the next script anyone runs purges everything and
     // fences the namespace -- nothing is read from cache by anyone -- until it comes
     // back with its purges applied, or the fence's time (here 1 s) has passed.
-    client_host other_host;
-    auto other_client = connect(other_host, server().url());
-    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_, 1s);
-    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_, 1s);
-    a->start(host_.io.get_executor());
-    b->start(other_host.io.get_executor());
+    start_pair(1s);
+    auto& a = a_;
+    auto& b = b_;
     ASSERT_TRUE(trusted_soon(*a) && trusted_soon(*b));
     ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); })) << "both hold a lease";
     const auto before = all_generation(*b);
@@ -376,25 +384,18 @@ TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_
     EXPECT_GT(after, before);
     std::this_thread::sleep_for(redis::redis_generation_store::lease + 200ms);
     EXPECT_EQ(all_generation(*b), after) << "one lapse, one purge";
-    b->stop();
-    other_client->stop();
 }
 
 TEST_F(redis_generations_test, a_clean_goodbye_purges_nothing) {
-    client_host other_host;
-    auto other_client = connect(other_host, server().url());
-    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
-    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
-    a->start(host_.io.get_executor());
-    b->start(other_host.io.get_executor());
+    start_pair();
+    auto& a = a_;
+    auto& b = b_;
     ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); }));
     const auto before = all_generation(*b);
     run_on(io_, a->goodbye());
     EXPECT_FALSE(member(*a));
     std::this_thread::sleep_for(redis::redis_generation_store::lease + 300ms);
     EXPECT_EQ(all_generation(*b), before) << "a left cleanly: nothing to purge for it";
-    b->stop();
-    other_client->stop();
 }
 
 TEST_F(redis_generations_test, a_purge_redis_cannot_take_is_released_only_once_every_peer_must_purge_everything) {
@@ -402,12 +403,9 @@ TEST_F(redis_generations_test, a_purge_redis_cannot_take_is_released_only_once_e
     // bump's completion) waits until its own lease has certainly run out; after that,
     // whatever runs first on Redis purges everything, so no instance can read an entry
     // stored before the write. The purge itself is kept and lands later.
-    client_host other_host;
-    auto other_client = connect(other_host, server().url());
-    auto a = std::make_shared<redis::redis_generation_store>(client_, "ns", metrics_);
-    auto b = std::make_shared<redis::redis_generation_store>(other_client, "ns", metrics_);
-    a->start(host_.io.get_executor());
-    b->start(other_host.io.get_executor());
+    start_pair();
+    auto& a = a_;
+    auto& b = b_;
     ASSERT_TRUE(within(3s, [&] { return member(*a) && member(*b); }));
     auto gens = run_on(io_, b->current({"videos", "*"}));
     ASSERT_TRUE(gens.has_value());
@@ -431,9 +429,6 @@ TEST_F(redis_generations_test, a_purge_redis_cannot_take_is_released_only_once_e
     ASSERT_TRUE(later.has_value());
     EXPECT_GT((*later)[1], (*gens)[1]) << "no purge-everything for the lapse";
     EXPECT_GT((*later)[0], (*gens)[0]) << "the held purge did not land";
-    a->stop();
-    b->stop();
-    other_client->stop();
 }
 
 TEST_F(redis_generations_test, confirmed_purges_wait_for_every_live_instance_and_report_the_cost) {
