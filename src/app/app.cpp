@@ -122,13 +122,20 @@ struct app::impl {
     }
 
     std::vector<stats::registry::gauge_sample> gauges() const {
-        return {
+        std::vector<stats::registry::gauge_sample> out{
             {"cachecar_connections", {{"listener", "proxy"}}, static_cast<double>(client_server.active_connections())},
             {"cachecar_connections", {{"listener", "admin"}}, static_cast<double>(admin_server.active_connections())},
             {"cachecar_tunnels_open", {}, static_cast<double>(client_server.active_tunnels())},
             {"cachecar_fills_in_flight", {}, static_cast<double>(proxy_handler.fills_in_flight())},
             {"cachecar_threads", {}, static_cast<double>(threads)},
         };
+        if (redis_generations) {
+            // 1 while a lapsed instance fences the namespace (nothing served from cache
+            // by anyone), and whether this instance's generation copy is proven.
+            out.push_back({"cachecar_purge_fenced", {}, redis_generations->namespace_fenced() ? 1.0 : 0.0});
+            out.push_back({"cachecar_generation_copy_trusted", {}, redis_generations->copy_trusted() ? 1.0 : 0.0});
+        }
+        return out;
     }
 
     admin::reload_outcome reload_from_file() {

@@ -450,7 +450,8 @@ net::awaitable<void> redis_generation_store::heartbeat_loop() {
                 renewed_at_ = replied;
                 renewed_sent_ = sent;
             }
-            if (e[3].type != redis_value::kind::integer || e[3].integer > 0) {
+            fence_seen_ = e[3].type != redis_value::kind::integer || e[3].integer > 0;
+            if (fence_seen_) {
                 // A member lapsed: the namespace is fenced, the copy proves nothing.
                 pings_.clear();
                 proven_at_ = 0;

@@ -374,12 +374,14 @@ TEST_F(redis_generations_test, a_peer_whose_lease_runs_out_makes_every_instance_
     a->stop();  // no goodbye: its lease just stops being renewed
     EXPECT_TRUE(within(3s, [&] { return !run_on(io_, b->current({"*"})).has_value(); })) << "never fenced";
     EXPECT_TRUE(within(1s, [&] { return !b->copy_trusted(); })) << "a fenced namespace proves no copy";
+    EXPECT_TRUE(within(1s, [&] { return b->namespace_fenced(); })) << "the heartbeat reports the fence";
     EXPECT_FALSE(member(*a));
     EXPECT_EQ(server().command({"HEXISTS", "ns::lapsed", a->member_id()}), "1");
     EXPECT_GT(std::stoull(server().command({"GET", "ns::gen:*"})), before) << "the lapse purged everything";
     // a never comes back: the fence lifts after its time, and b serves again.
     EXPECT_TRUE(within(4s, [&] { return run_on(io_, b->current({"*"})).has_value(); }));
     EXPECT_TRUE(trusted_soon(*b));
+    EXPECT_FALSE(b->namespace_fenced());
     const auto after = all_generation(*b);
     EXPECT_GT(after, before);
     std::this_thread::sleep_for(redis::redis_generation_store::lease + 200ms);

@@ -61,6 +61,8 @@ public:
     bool subscribed() const { return subscribed_.load(); }
     // Whether validate_cached may answer now (the copy was proven within trust_window).
     bool copy_trusted() const;
+    // Whether the last heartbeat found the namespace fenced (a member lapsed).
+    bool namespace_fenced() const { return fence_seen_.load(std::memory_order_acquire); }
     std::size_t pending_purges() const;
     // This instance's member id in the lease set.
     const std::string& member_id() const { return member_; }
@@ -150,6 +152,7 @@ private:
     steady::time_point last_renewal_sent_{};
     bool renewal_sent_ = false;  // any renewal was ever sent (so a lease may exist)
     std::atomic<bool> fenced_{false};  // a purge is held: stop renewing so the lease runs out
+    std::atomic<bool> fence_seen_{false};
     // Heartbeats whose pong is awaited: token -> send time.
     std::deque<std::pair<std::uint64_t, steady::time_point>> pings_;
     std::uint64_t next_ping_ = 0;
