@@ -112,6 +112,10 @@ struct upstream_exchange::impl {
     // Where body pieces are read; allocated on the first read from the socket, never
     // zeroed (a small body that came with its head is handed out of `buffer` instead).
     std::unique_ptr<char[]> piece;
+    char* piece_buffer() {
+        if (!piece) piece.reset(new char[stream_piece_bytes]);  // NOLINT: uninitialised on purpose
+        return piece.get();
+    }
     std::size_t handed = 0;  // bytes of `buffer` handed out as the last piece, consumed at the next
     config::duration timeout{};
     bool head_request = false;
@@ -182,10 +186,9 @@ struct upstream_exchange::impl {
             out = {static_cast<const char*>(buffer.data().data()), n};
             handed = n;
         } else {
-            if (!piece) piece.reset(new char[stream_piece_bytes]);  // NOLINT: uninitialised on purpose
             error_code ec;
             stream->expires_after(timeout);
-            n = co_await stream->async_read_some(net::buffer(piece.get(), want), net::redirect_error(net::use_awaitable, ec));
+            n = co_await stream->async_read_some(net::buffer(piece_buffer(), want), net::redirect_error(net::use_awaitable, ec));
             stream->expires_never();
             if (ec == net::error::eof && !left) {
                 done = true;  // a close-delimited body ends with the connection
@@ -202,13 +205,12 @@ struct upstream_exchange::impl {
 
     // A piece of a chunked body, through the parser (chunk framing, trailers).
     net::awaitable<error_code> read_parsed_piece(std::string_view& out) {
-        if (!piece) piece.reset(new char[stream_piece_bytes]);  // NOLINT: uninitialised on purpose
         error_code ec;
         std::size_t n = 0;
         buffer.reserve(stream_piece_bytes);  // reads as large as a piece, not the head's 16 KiB
         while (n == 0 && !parser->is_done()) {
             auto& b = parser->get().body();
-            b.data = piece.get();
+            b.data = piece_buffer();
             b.size = stream_piece_bytes;
             stream->expires_after(timeout);
             co_await bh::async_read_some(*stream, buffer, *parser, net::redirect_error(net::use_awaitable, ec));

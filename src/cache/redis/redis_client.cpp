@@ -240,6 +240,7 @@ struct redis_client::connection : std::enable_shared_from_this<connection> {
     std::function<void(const redis_value&)> on_push;
     std::vector<std::string> after_connect;  // formatted commands sent right after the handshake
     std::function<void(bool)> on_ready_change;
+    bool wants_pongs = false;  // a subscription whose PINGs someone awaits
 
     void submit(std::string bytes, std::vector<slot_ptr> slots) {
         net::dispatch(strand, [self = shared_from_this(), bytes = std::move(bytes), slots = std::move(slots)]() mutable {
@@ -476,6 +477,7 @@ void redis_client::subscribe(std::string channel, std::function<void(std::string
     // It has no owner so its failures do not trip the command breaker.
     auto c = std::make_shared<connection>(executor_, options_, std::weak_ptr<redis_client>{});
     c->after_connect.push_back(format_command(args("SUBSCRIBE", channel)));
+    c->wants_pongs = static_cast<bool>(on_pong);
     c->on_push = [on_message, on_active, on_pong, channel](const redis_value& v) {
         if (v.type != redis_value::kind::array || v.elements.size() < 2) return;
         const auto& kind = v.elements[0].str;
@@ -499,7 +501,9 @@ void redis_client::subscribe(std::string channel, std::function<void(std::string
 
 void redis_client::ping_subscriptions(std::string token) {
     const auto bytes = format_command(args("PING", std::move(token)));
-    for (auto& c : subscribers_) c->send_unanswered(bytes);
+    for (auto& c : subscribers_) {
+        if (c->wants_pongs) c->send_unanswered(bytes);  // the others would ignore the answer
+    }
 }
 
 void redis_client::reset_subscriptions() {

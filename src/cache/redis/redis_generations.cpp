@@ -309,7 +309,7 @@ void redis_generation_store::on_ack(std::string_view payload) {
     if (it == confirmations_.end()) return;
     auto& w = *it->second;
     w.acked.insert(member);
-    if (w.members_known && w.members_complete && std::includes(w.acked.begin(), w.acked.end(), w.waiting.begin(), w.waiting.end())) {
+    if (w.complete()) {
         net::post(w.timer.get_executor(), [keep = it->second] { keep->timer.cancel(); });
     }
 }
@@ -589,11 +589,10 @@ net::awaitable<result<std::vector<std::uint64_t>>> redis_generation_store::bump(
                 if (m != member_) waiter->waiting.insert(std::move(m));
             }
             waiter->members_known = true;
-            waiter->members_complete = r->members_complete;
             // A member set younger than a trust window (Redis wiped) may lack members
             // whose copies are still trusted: then wait the window out.
-            all_acked = r->members_complete && std::includes(waiter->acked.begin(), waiter->acked.end(), waiter->waiting.begin(),
-                                      waiter->waiting.end());
+            waiter->members_complete = r->members_complete;
+            all_acked = waiter->complete();
         }
         if (!all_acked) {
             waiter->timer.expires_after(trust_window + clock_margin);

@@ -90,9 +90,10 @@ public:
     // ping_subscriptions). Callbacks run on the subscription's strand. Call after start().
     void subscribe(std::string channel, std::function<void(std::string_view)> on_message,
                    std::function<void(bool)> on_active, std::function<void(std::string_view)> on_pong = {});
-    // Sends `PING token` on every subscription connection. Redis answers it in order
-    // with the messages, so its pong proves that every message published before the
-    // PING reached the server has been delivered. Nothing is sent while disconnected.
+    // Sends `PING token` on every subscription connection that has an `on_pong`.
+    // Redis answers it in order with the messages, so its pong proves that every
+    // message published before the PING reached the server has been delivered.
+    // Nothing is sent while disconnected.
     void ping_subscriptions(std::string token);
     // Drops and re-opens the subscription connections (one has stopped answering).
     void reset_subscriptions();

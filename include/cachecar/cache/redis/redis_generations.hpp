@@ -30,6 +30,7 @@
 #include <cachecar/cache/redis/redis_client.hpp>
 #include <cachecar/stats/metrics.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -139,6 +140,11 @@ private:
         bool members_known = false;
         bool members_complete = false;
         net::steady_timer timer;  // cancelled when every member has acked
+        // Every member that might trust an old copy has acknowledged.
+        bool complete() const {
+            return members_known && members_complete &&
+                   std::includes(acked.begin(), acked.end(), waiting.begin(), waiting.end());
+        }
     };
     std::mutex confirm_mutex_;
     std::map<std::string, std::shared_ptr<confirmation>> confirmations_;
